@@ -1,0 +1,260 @@
+//! Errors, one enum per concern, unified in [`Error`].
+//!
+//! Every message names the thing at fault: the array path, the metadata entry and field, the
+//! channel, the ROI. The CLI prints the message as it is and exits non-zero.
+
+use thiserror::Error;
+
+use crate::geometry::Roi;
+
+/// A problem with the annotation metadata (`labels` attribute, SPEC 1.2).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// The array has no `labels` attribute and `allow_missing_metadata` is off.
+    #[error(
+        "{path}: no `labels` attribute (annotation metadata); pass allow_missing_metadata \
+         (--allow-missing-metadata) to treat every id as annotated"
+    )]
+    MissingLabels {
+        /// The label array.
+        path: String,
+    },
+    /// The `labels` attribute is not a list.
+    #[error("{path}: attribute `labels` must be a list of entries, found {found}")]
+    NotAList {
+        /// The label array.
+        path: String,
+        /// The JSON kind that was found instead.
+        found: String,
+    },
+    /// One entry of the `labels` list is malformed.
+    #[error("{path}: labels[{index}].{field}: {problem}")]
+    Entry {
+        /// The label array.
+        path: String,
+        /// Position of the entry in the `labels` list.
+        index: usize,
+        /// The field at fault, e.g. `annotationState.present`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// A problem with the channel groupings (SPEC 1.3).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupingsError {
+    /// The groupings file could not be read.
+    #[error("{path}: cannot read groupings: {message}")]
+    Read {
+        /// The groupings file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// The groupings text is not JSON of the expected shape.
+    #[error("{source_name}: groupings are not valid: {message}")]
+    Parse {
+        /// Where the groupings came from (a path, or `<api>`).
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A channel has an empty name.
+    #[error("{source_name}: channel {index} has an empty name")]
+    EmptyName {
+        /// Where the groupings came from.
+        source_name: String,
+        /// Position of the channel.
+        index: usize,
+    },
+    /// Two channels share a name.
+    #[error("{source_name}: channel name {name:?} is used by channels {first} and {second}")]
+    DuplicateName {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The name used twice.
+        name: String,
+        /// First channel with it.
+        first: usize,
+        /// Second channel with it.
+        second: usize,
+    },
+    /// A channel member is not a label id (a non-negative integer below 2^64).
+    #[error(
+        "{source_name}: channel {channel:?} member {position} is {found}, not a label id \
+         (an integer in 0..=18446744073709551615)"
+    )]
+    BadId {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The channel.
+        channel: String,
+        /// Position of the member in the channel's list.
+        position: usize,
+        /// The JSON that was found.
+        found: String,
+    },
+}
+
+/// A problem with geometry: voxel size, offset, axes, or a requested ROI (SPEC 3).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum GeometryError {
+    /// A requested ROI that cannot be served.
+    #[error("{path}: requested ROI {requested} {problem} (array ROI {available}, voxel size {voxel_size})")]
+    Roi {
+        /// The array.
+        path: String,
+        /// What was asked for.
+        requested: Roi,
+        /// The array's ROI.
+        available: Roi,
+        /// The array's voxel size, as text.
+        voxel_size: String,
+        /// What is wrong, e.g. "is not inside".
+        problem: String,
+    },
+    /// A geometry attribute (voxel size, offset, axes, multiscales) is malformed.
+    #[error("{path}: attribute `{attribute}`: {problem}")]
+    Attribute {
+        /// The array or group whose attribute is at fault.
+        path: String,
+        /// The attribute, e.g. `multiscales[0].datasets[0].coordinateTransformations`.
+        attribute: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// A problem opening, reading or writing zarr data.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The path does not exist.
+    #[error("{path}: no such file or directory")]
+    NotFound {
+        /// The path.
+        path: String,
+    },
+    /// The path is not a zarr array (or cannot be opened as one).
+    #[error("{path}: not a zarr array: {message}")]
+    NotAnArray {
+        /// The path.
+        path: String,
+        /// What zarrs said.
+        message: String,
+    },
+    /// The label array's data type cannot hold label ids.
+    #[error(
+        "{path}: unsupported label dtype {dtype} (labels must be uint8/16/32/64 or int8/16/32/64)"
+    )]
+    UnsupportedDtype {
+        /// The array.
+        path: String,
+        /// Its data type.
+        dtype: String,
+    },
+    /// The label array has too few or too many dimensions.
+    #[error("{path}: label arrays must have 2 to 5 dimensions, this one has {ndim}")]
+    Dimensionality {
+        /// The array.
+        path: String,
+        /// Its dimensionality.
+        ndim: usize,
+    },
+    /// Reading failed (I/O, a corrupted chunk, an unsupported codec).
+    #[error("{path}: cannot read {what}: {message}")]
+    Read {
+        /// The array.
+        path: String,
+        /// What was being read (a region or a chunk).
+        what: String,
+        /// The underlying message.
+        message: String,
+    },
+    /// Writing failed.
+    #[error("{path}: cannot write {what}: {message}")]
+    Write {
+        /// The output array or file.
+        path: String,
+        /// What was being written.
+        what: String,
+        /// The underlying message.
+        message: String,
+    },
+}
+
+/// A problem with the GPU engine.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// No adapter (GPU or software Vulkan device) was found.
+    #[error("no GPU adapter found ({message}); use the cpu engine, or install a Vulkan driver (e.g. mesa-vulkan-drivers)")]
+    NoAdapter {
+        /// Why.
+        message: String,
+    },
+    /// The device could not be created.
+    #[error("cannot create a GPU device on {adapter}: {message}")]
+    Device {
+        /// The adapter's name.
+        adapter: String,
+        /// What wgpu said.
+        message: String,
+    },
+    /// A GPU operation (validation, out of memory, mapping) failed.
+    #[error("GPU {operation} failed: {message}")]
+    Operation {
+        /// What was being done.
+        operation: String,
+        /// What wgpu said.
+        message: String,
+    },
+}
+
+/// Every error of annomask.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Annotation metadata.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// Channel groupings.
+    #[error(transparent)]
+    Groupings(#[from] GroupingsError),
+    /// Geometry and ROIs.
+    #[error(transparent)]
+    Geometry(#[from] GeometryError),
+    /// Zarr storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// GPU engine.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    /// The mask has no stored data (SPEC 4: `data()`).
+    #[error("{name}: a missing-annotations mask has no stored data; it is computed on request with get(roi)")]
+    NoStoredData {
+        /// The mask's name.
+        name: String,
+    },
+    /// The `--verify` check found a difference between engines.
+    #[error("verify failed: {engine} and cpu differ at channel {channel}, voxel {voxel:?}: {engine} gave {got}, cpu gave {expected}")]
+    VerifyMismatch {
+        /// The engine that was checked.
+        engine: String,
+        /// Channel index.
+        channel: usize,
+        /// Voxel index within the computed block.
+        voxel: Vec<u64>,
+        /// Value from the engine.
+        got: u8,
+        /// Value from the cpu engine.
+        expected: u8,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

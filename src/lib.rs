@@ -1,0 +1,50 @@
+//! # annomask
+//!
+//! Missing-annotation masks for volumetric electron-microscopy label data, computed on the GPU
+//! (wgpu + WGSL) or on the CPU, bit for bit the same.
+//!
+//! A label crop (a zarr array of integer ids) carries metadata saying, per id, whether the class
+//! is *present* in the crop and whether it was *annotated*. A training channel groups ids
+//! (`mito = [3, 4, 5]`). Where a class is present but not annotated, training its channel would
+//! teach false negatives; the mask switches it off. The mask is `u8`, shape
+//! `(channels, *spatial)`: 1 = train here, 0 = don't. The contract is `SPEC.md`.
+//!
+//! ```
+//! use annomask::{synth, Groupings, MaskOptions, MissingAnnotationsMask, ZarrFormat};
+//! let dir = tempfile::tempdir()?;
+//! let crop = synth::write_demo_crop(dir.path(), 16, ZarrFormat::V2)?;
+//! let groupings = Groupings::from_json_str(r#"[["mito", [3, 4, 5]], ["nucleus", [20]]]"#, "inline")?;
+//! let mask = MissingAnnotationsMask::open(&crop, groupings, MaskOptions::default())?;
+//! println!("{}", mask.plan());
+//! let m = mask.get(&mask.roi())?;
+//! assert_eq!(m.shape(), &[2, 16, 16, 16]);
+//! // id 5 (mito_ribo) is present but not annotated: the mito channel is off everywhere.
+//! assert!(m.index_axis(ndarray::Axis(0), 0).iter().all(|&v| v == 0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod cpu;
+pub mod engine;
+pub mod error;
+pub mod geometry;
+pub mod groupings;
+pub mod label;
+pub mod mask;
+pub mod metadata;
+pub mod options;
+pub mod plan;
+pub mod synth;
+pub mod volume;
+pub mod zarr_array;
+
+pub use engine::Engine;
+pub use error::{Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError};
+pub use geometry::{Coordinate, Geometry, Roi, VoxelRegion};
+pub use groupings::{Channel, Groupings};
+pub use label::{Label, LabelArray, LabelDtype, LabelSlice};
+pub use mask::MissingAnnotationsMask;
+pub use metadata::{AnnotationState, IdStatus, LabelMetadata, SparsePolicy};
+pub use options::{EngineChoice, MaskOptions, MaskPolicy};
+pub use plan::MaskPlan;
+pub use volume::{LabelVolume, ZarrFormat};

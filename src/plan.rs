@@ -1,0 +1,290 @@
+//! [`MaskPlan`]: the one description of the work that both engines consume (SPEC 2).
+//!
+//! Computed once from metadata, groupings and options. An engine sees only the plan and the
+//! labels, and computes, for channel `c` and voxel label `l`:
+//!
+//! ```text
+//! mask[c, v] = !zeroed[c]  &&  l != background  &&  !(c in voxel_table[l])
+//! ```
+//!
+//! where `voxel_table` is the sorted missing-id table under the per-voxel policy and empty under
+//! the whole-channel policy (there a channel with a missing id is `zeroed` instead).
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use annomask::{Groupings, MaskOptions, MaskPlan, MaskPolicy};
+//! let groupings = Groupings::new([("mito", vec![3, 4]), ("er", vec![16])])?;
+//! let missing = BTreeSet::from([4]);
+//! let plan = MaskPlan::new(&groupings, &missing, &MaskOptions::default());
+//! assert!(plan.zeroed(0) && !plan.zeroed(1));
+//! let per_voxel = MaskPlan::new(&groupings, &missing,
+//!     &MaskOptions::default().policy(MaskPolicy::PerVoxel));
+//! assert!(!per_voxel.zeroed(0));
+//! assert_eq!(per_voxel.voxel_table()[0].id, 4);
+//! assert!(per_voxel.voxel_table()[0].channels.contains(0));
+//! # Ok::<(), annomask::GroupingsError>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::groupings::Groupings;
+use crate::metadata::LabelMetadata;
+use crate::options::{MaskOptions, MaskPolicy};
+
+/// A set of channels as a bitmask of `u32` words (bit `c % 32` of word `c / 32`), the layout the
+/// GPU table uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelSet {
+    words: Vec<u32>,
+}
+
+impl ChannelSet {
+    /// An empty set able to hold `num_channels` channels.
+    pub fn new(num_channels: usize) -> Self {
+        Self {
+            words: vec![0; words_for(num_channels)],
+        }
+    }
+
+    /// Adds channel `c`.
+    pub fn insert(&mut self, c: usize) {
+        self.words[c / 32] |= 1 << (c % 32);
+    }
+
+    /// Whether channel `c` is in the set.
+    pub fn contains(&self, c: usize) -> bool {
+        self.words.get(c / 32).is_some_and(|w| w >> (c % 32) & 1 == 1)
+    }
+
+    /// The channels in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.words.len() * 32).filter(|&c| self.contains(c))
+    }
+
+    /// The bitmask words.
+    pub fn words(&self) -> &[u32] {
+        &self.words
+    }
+}
+
+/// Number of `u32` words of a [`ChannelSet`] for `num_channels` channels (at least 1).
+pub fn words_for(num_channels: usize) -> usize {
+    num_channels.div_ceil(32).max(1)
+}
+
+/// A missing id and the channels it switches off.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MissingId {
+    /// The label id.
+    pub id: u64,
+    /// The channels that group it.
+    pub channels: ChannelSet,
+}
+
+/// The plan of one channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelPlan {
+    /// Channel name.
+    pub name: String,
+    /// The ids the channel groups.
+    pub ids: Vec<u64>,
+    /// Those of `ids` that are missing.
+    pub missing: Vec<u64>,
+    /// Whether the channel is 0 everywhere.
+    pub zeroed: bool,
+}
+
+/// The complete description of a mask computation (SPEC 2); see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskPlan {
+    channels: Vec<ChannelPlan>,
+    background: u64,
+    policy: MaskPolicy,
+    table: Vec<MissingId>,
+}
+
+impl MaskPlan {
+    /// The plan for `groupings` given the set of missing ids.
+    pub fn new(groupings: &Groupings, missing: &BTreeSet<u64>, options: &MaskOptions) -> Self {
+        let n = groupings.len();
+        let mut table: Vec<MissingId> = Vec::new();
+        let channels = groupings
+            .channels()
+            .iter()
+            .enumerate()
+            .map(|(c, ch)| {
+                let mut missing_here: Vec<u64> =
+                    ch.ids.iter().copied().filter(|id| missing.contains(id)).collect();
+                missing_here.sort_unstable();
+                missing_here.dedup();
+                for &id in &missing_here {
+                    let at = match table.binary_search_by_key(&id, |m| m.id) {
+                        Ok(i) => i,
+                        Err(i) => {
+                            table.insert(i, MissingId { id, channels: ChannelSet::new(n) });
+                            i
+                        }
+                    };
+                    table[at].channels.insert(c);
+                }
+                ChannelPlan {
+                    name: ch.name.clone(),
+                    ids: ch.ids.clone(),
+                    zeroed: options.policy == MaskPolicy::WholeChannel && !missing_here.is_empty(),
+                    missing: missing_here,
+                }
+            })
+            .collect();
+        Self {
+            channels,
+            background: options.background,
+            policy: options.policy,
+            table,
+        }
+    }
+
+    /// The plan for `groupings` given a label array's metadata.
+    pub fn from_metadata(
+        groupings: &Groupings,
+        metadata: &LabelMetadata,
+        options: &MaskOptions,
+    ) -> Self {
+        Self::new(groupings, &metadata.missing_ids(options.sparse), options)
+    }
+
+    /// Number of channels.
+    pub fn num_channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// The channels' plans.
+    pub fn channels(&self) -> &[ChannelPlan] {
+        &self.channels
+    }
+
+    /// Whether channel `c` is 0 everywhere.
+    pub fn zeroed(&self, c: usize) -> bool {
+        self.channels[c].zeroed
+    }
+
+    /// The background value.
+    pub fn background(&self) -> u64 {
+        self.background
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> MaskPolicy {
+        self.policy
+    }
+
+    /// Every missing id that some channel groups, sorted, with its channels.
+    pub fn missing_table(&self) -> &[MissingId] {
+        &self.table
+    }
+
+    /// The table an engine applies per voxel: the missing table under the per-voxel policy,
+    /// empty under the whole-channel policy.
+    pub fn voxel_table(&self) -> &[MissingId] {
+        match self.policy {
+            MaskPolicy::PerVoxel => &self.table,
+            MaskPolicy::WholeChannel => &[],
+        }
+    }
+
+    /// `u32` words per channel set in the table.
+    pub fn words_per_set(&self) -> usize {
+        words_for(self.num_channels())
+    }
+}
+
+impl fmt::Display for MaskPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "mask plan: {} channel(s), background {}, policy {}",
+            self.num_channels(),
+            self.background,
+            self.policy
+        )?;
+        if self.table.is_empty() {
+            writeln!(f, "missing ids: none in any channel")?;
+        } else {
+            write!(f, "missing ids:")?;
+            for m in &self.table {
+                let names: Vec<&str> = m.channels.iter().map(|c| self.channels[c].name.as_str()).collect();
+                write!(f, " {} -> [{}];", m.id, names.join(", "))?;
+            }
+            writeln!(f)?;
+        }
+        let width = self.channels.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for (c, ch) in self.channels.iter().enumerate() {
+            let ids = if ch.ids.is_empty() {
+                "ids [] (any foreground)".to_string()
+            } else {
+                format!("ids {:?}", ch.ids)
+            };
+            let rule = if ch.zeroed {
+                format!("zeroed: missing {:?}", ch.missing)
+            } else if self.policy == MaskPolicy::PerVoxel && !ch.missing.is_empty() {
+                format!("labels != {} except missing {:?}", self.background, ch.missing)
+            } else {
+                format!("labels != {}", self.background)
+            };
+            writeln!(f, "  [{c}] {:<width$}  {ids}  -> {rule}", ch.name)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groupings() -> Groupings {
+        Groupings::new([
+            ("mito", vec![3, 4, 5]),
+            ("er", vec![16, 17, 4]),
+            ("nuc", vec![20]),
+            ("fg", vec![]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn whole_channel_zeroes_channels_with_a_missing_id() {
+        let plan = MaskPlan::new(&groupings(), &BTreeSet::from([4, 17, 99]), &MaskOptions::default());
+        let zeroed: Vec<bool> = (0..4).map(|c| plan.zeroed(c)).collect();
+        assert_eq!(zeroed, [true, true, false, false]);
+        assert!(plan.voxel_table().is_empty());
+        let ids: Vec<u64> = plan.missing_table().iter().map(|m| m.id).collect();
+        assert_eq!(ids, [4, 17]);
+        assert_eq!(plan.missing_table()[0].channels.iter().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(plan.channels()[1].missing, [4, 17]);
+    }
+
+    #[test]
+    fn per_voxel_keeps_channels_and_lists_ids() {
+        let opts = MaskOptions::default().policy(MaskPolicy::PerVoxel).background(7);
+        let plan = MaskPlan::new(&groupings(), &BTreeSet::from([4, 17]), &opts);
+        assert!((0..4).all(|c| !plan.zeroed(c)));
+        assert_eq!(plan.voxel_table().len(), 2);
+        assert_eq!(plan.background(), 7);
+        let text = plan.to_string();
+        assert!(text.contains("4 -> [mito, er]"), "{text}");
+        assert!(text.contains("labels != 7 except missing [4, 17]"), "{text}");
+        assert!(text.contains("ids [] (any foreground)"), "{text}");
+    }
+
+    #[test]
+    fn channel_sets_span_words() {
+        let mut s = ChannelSet::new(70);
+        assert_eq!(s.words().len(), 3);
+        for c in [0, 31, 32, 69] {
+            s.insert(c);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), [0, 31, 32, 69]);
+        assert!(!s.contains(33) && !s.contains(1000));
+        assert_eq!(words_for(0), 1);
+    }
+}

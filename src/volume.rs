@@ -1,0 +1,253 @@
+//! The zarr label source (SPEC 1.1, 3): opens a v2 or v3 label array from a filesystem path with
+//! `zarrs`, reads its attributes and geometry, and reads voxel regions of any supported dtype.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ndarray::ArrayD;
+use serde_json::{Map, Value};
+use zarrs::array::{Array, ArrayMetadata, ArraySubset};
+use zarrs::filesystem::FilesystemStore;
+
+use crate::error::{Error, StorageError};
+use crate::geometry::{Geometry, Roi, VoxelRegion};
+use crate::label::{Label, LabelArray, LabelDtype};
+
+/// The zarr format version of an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ZarrFormat {
+    /// Zarr v2 (`.zarray`, `.zattrs`).
+    V2,
+    /// Zarr v3 (`zarr.json`).
+    V3,
+}
+
+impl ZarrFormat {
+    /// 2 or 3.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::V2 => 2,
+            Self::V3 => 3,
+        }
+    }
+}
+
+/// An opened zarr label array.
+pub struct LabelVolume {
+    path: PathBuf,
+    name: String,
+    array: Array<FilesystemStore>,
+    dtype: LabelDtype,
+    format: ZarrFormat,
+    geometry: Geometry,
+    attributes: Map<String, Value>,
+    parent_attributes: Option<Map<String, Value>>,
+    chunk_shape: Vec<u64>,
+}
+
+impl std::fmt::Debug for LabelVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabelVolume")
+            .field("path", &self.path)
+            .field("dtype", &self.dtype)
+            .field("format", &self.format)
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The attributes of the zarr node (group or array) at `dir`, if it has any: `.zattrs` (v2) or
+/// the `attributes` of `zarr.json` (v3).
+pub fn node_attributes(dir: &Path) -> Option<Map<String, Value>> {
+    let read = |name: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(dir.join(name)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    if let Some(meta) = read("zarr.json") {
+        return meta.get("attributes").and_then(Value::as_object).cloned();
+    }
+    read(".zattrs").and_then(|v| v.as_object().cloned())
+}
+
+impl LabelVolume {
+    /// Opens the label array at `path` (a directory holding `.zarray` or `zarr.json`).
+    ///
+    /// Errors: [`StorageError::NotFound`], [`StorageError::NotAnArray`],
+    /// [`StorageError::UnsupportedDtype`] (floats, bools, ...), [`StorageError::Dimensionality`]
+    /// (not 2-D to 5-D), and geometry attribute errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let name = path.display().to_string();
+        if !path.exists() {
+            return Err(StorageError::NotFound { path: name }.into());
+        }
+        let not_array = |message: String| StorageError::NotAnArray {
+            path: name.clone(),
+            message,
+        };
+        let store = FilesystemStore::new(&path).map_err(|e| not_array(e.to_string()))?;
+        let array = Array::open(Arc::new(store), "/").map_err(|e| not_array(e.to_string()))?;
+        let data_type = array.data_type();
+        let dtype = data_type
+            .name_v3()
+            .and_then(|n| LabelDtype::from_name(&n))
+            .ok_or_else(|| StorageError::UnsupportedDtype {
+                path: name.clone(),
+                dtype: data_type.to_string(),
+            })?;
+        let ndim = array.dimensionality();
+        if !(2..=5).contains(&ndim) {
+            return Err(StorageError::Dimensionality { path: name, ndim }.into());
+        }
+        let format = match array.metadata() {
+            ArrayMetadata::V2(_) => ZarrFormat::V2,
+            ArrayMetadata::V3(_) => ZarrFormat::V3,
+        };
+        let chunk_shape = array
+            .chunk_shape(&vec![0; ndim])
+            .map_err(|e| not_array(format!("unsupported chunk grid: {e}")))?
+            .iter()
+            .map(|c| c.get())
+            .collect();
+        let attributes = array.attributes().clone();
+        let parent_attributes = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .and_then(|p| node_attributes(&p));
+        let dataset_path = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let geometry = Geometry::from_attributes(
+            &name,
+            array.shape(),
+            &attributes,
+            parent_attributes.as_ref(),
+            &dataset_path,
+        )?;
+        Ok(Self {
+            path,
+            name,
+            array,
+            dtype,
+            format,
+            geometry,
+            attributes,
+            parent_attributes,
+            chunk_shape,
+        })
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path as text, as errors print it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The label dtype.
+    pub fn dtype(&self) -> LabelDtype {
+        self.dtype
+    }
+
+    /// Zarr v2 or v3.
+    pub fn format(&self) -> ZarrFormat {
+        self.format
+    }
+
+    /// Shape in voxels.
+    pub fn shape(&self) -> &[u64] {
+        self.array.shape()
+    }
+
+    /// Chunk shape in voxels (the shard shape for sharded arrays).
+    pub fn chunk_shape(&self) -> &[u64] {
+        &self.chunk_shape
+    }
+
+    /// Voxel size, offset, axes, units.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// The array's attributes.
+    pub fn attributes(&self) -> &Map<String, Value> {
+        &self.attributes
+    }
+
+    /// The attributes of the parent group (where OME-NGFF multiscales live), if any.
+    pub fn parent_attributes(&self) -> Option<&Map<String, Value>> {
+        self.parent_attributes.as_ref()
+    }
+
+    /// The underlying zarrs array.
+    pub fn array(&self) -> &Array<FilesystemStore> {
+        &self.array
+    }
+
+    /// Reads the labels inside a world ROI (voxel-aligned, inside the array).
+    pub fn read_roi(&self, roi: &Roi) -> Result<LabelArray, Error> {
+        let region = self.geometry.voxel_region(&self.name, roi)?;
+        self.read_region(&region)
+    }
+
+    /// Reads a region given in voxels. The region must lie inside the array.
+    pub fn read_region(&self, region: &VoxelRegion) -> Result<LabelArray, Error> {
+        let inside = region.start.len() == self.shape().len()
+            && region
+                .start
+                .iter()
+                .zip(&region.shape)
+                .zip(self.shape())
+                .all(|((&s, &n), &len)| s.checked_add(n).is_some_and(|e| e <= len));
+        if !inside {
+            return Err(StorageError::Read {
+                path: self.name.clone(),
+                what: describe(region),
+                message: format!("region is outside the array of shape {:?}", self.shape()),
+            }
+            .into());
+        }
+        match self.dtype {
+            LabelDtype::U8 => self.read_typed::<u8>(region),
+            LabelDtype::U16 => self.read_typed::<u16>(region),
+            LabelDtype::U32 => self.read_typed::<u32>(region),
+            LabelDtype::U64 => self.read_typed::<u64>(region),
+            LabelDtype::I8 => self.read_typed::<i8>(region),
+            LabelDtype::I16 => self.read_typed::<i16>(region),
+            LabelDtype::I32 => self.read_typed::<i32>(region),
+            LabelDtype::I64 => self.read_typed::<i64>(region),
+        }
+    }
+
+    fn read_typed<T: Label>(&self, region: &VoxelRegion) -> Result<LabelArray, Error>
+    where
+        ArrayD<T>: Into<LabelArray>,
+    {
+        let subset = ArraySubset::new_with_start_shape(region.start.clone(), region.shape.clone())
+            .map_err(|e| self.read_error(region, e.to_string()))?;
+        let data: ArrayD<T> = self
+            .array
+            .retrieve_array_subset(&subset)
+            .map_err(|e| self.read_error(region, e.to_string()))?;
+        Ok(data.into().standard())
+    }
+
+    fn read_error(&self, region: &VoxelRegion, message: String) -> Error {
+        StorageError::Read {
+            path: self.name.clone(),
+            what: describe(region),
+            message,
+        }
+        .into()
+    }
+}
+
+fn describe(region: &VoxelRegion) -> String {
+    format!("voxels start {:?} shape {:?}", region.start, region.shape)
+}
