@@ -67,7 +67,11 @@ impl<T: Label> TypedPlan<T> {
                     .filter_map(|m| T::from_bits(m.id))
                     .collect();
                 ids.sort_unstable();
-                if ids.is_empty() { Rule::Foreground } else { Rule::Except(ids) }
+                if ids.is_empty() {
+                    Rule::Foreground
+                } else {
+                    Rule::Except(ids)
+                }
             })
             .collect();
         Self {
@@ -128,7 +132,10 @@ fn compute_typed<T: Label>(plan: &MaskPlan, labels: &[T], out: &mut [u8]) {
         return;
     }
     let typed = TypedPlan::<T>::new(plan);
-    let mut channels: Vec<_> = out.chunks_mut(n).map(|c| c.chunks_mut(BLOCK_VOXELS)).collect();
+    let mut channels: Vec<_> = out
+        .chunks_mut(n)
+        .map(|c| c.chunks_mut(BLOCK_VOXELS))
+        .collect();
     let blocks: Vec<(&[T], Vec<&mut [u8]>)> = labels
         .chunks(BLOCK_VOXELS)
         .map(|block| {
@@ -141,7 +148,9 @@ fn compute_typed<T: Label>(plan: &MaskPlan, labels: &[T], out: &mut [u8]) {
         .collect();
     blocks
         .into_par_iter()
-        .for_each_init(Vec::new, |fg, (block, mut outs)| typed.block(block, &mut outs, fg));
+        .for_each_init(Vec::new, |fg, (block, mut outs)| {
+            typed.block(block, &mut outs, fg)
+        });
 }
 
 /// The mask of `labels`: shape `(channels, *labels.shape())`.
@@ -165,19 +174,29 @@ mod tests {
         let ids: Vec<u64> = (1..=20).collect();
         let g = Groupings::new([("many", ids.clone())]).unwrap();
         let missing: BTreeSet<u64> = ids.iter().copied().filter(|i| i % 2 == 0).collect();
-        let plan = MaskPlan::new(&g, &missing, &MaskOptions::default().policy(MaskPolicy::PerVoxel));
+        let plan = MaskPlan::new(
+            &g,
+            &missing,
+            &MaskOptions::default().policy(MaskPolicy::PerVoxel),
+        );
         let labels: Vec<u32> = (0..25).collect();
         let mut out = vec![9u8; 25];
         compute_into(&plan, LabelSlice::from(&labels[..]), &mut out);
-        let want: Vec<u8> =
-            labels.iter().map(|&l| (l != 0 && !(l <= 20 && l % 2 == 0)) as u8).collect();
+        let want: Vec<u8> = labels
+            .iter()
+            .map(|&l| (l != 0 && !(l <= 20 && l % 2 == 0)) as u8)
+            .collect();
         assert_eq!(out, want);
     }
 
     #[test]
     fn unrepresentable_background_makes_everything_foreground() {
         let g = Groupings::new([("a", vec![])]).unwrap();
-        let plan = MaskPlan::new(&g, &BTreeSet::new(), &MaskOptions::default().background(300));
+        let plan = MaskPlan::new(
+            &g,
+            &BTreeSet::new(),
+            &MaskOptions::default().background(300),
+        );
         let labels: Vec<u8> = vec![0, 44, 255];
         let mut out = vec![0u8; 3];
         compute_into(&plan, LabelSlice::from(&labels[..]), &mut out);
@@ -187,7 +206,11 @@ mod tests {
     #[test]
     fn blocks_cover_every_voxel() {
         let g = Groupings::new([("a", vec![2]), ("b", vec![])]).unwrap();
-        let plan = MaskPlan::new(&g, &BTreeSet::from([2]), &MaskOptions::default().policy(MaskPolicy::PerVoxel));
+        let plan = MaskPlan::new(
+            &g,
+            &BTreeSet::from([2]),
+            &MaskOptions::default().policy(MaskPolicy::PerVoxel),
+        );
         let n = 3 * BLOCK_VOXELS + 17;
         let labels: Vec<u64> = (0..n as u64).map(|i| i % 3).collect();
         let mut out = vec![7u8; 2 * n];

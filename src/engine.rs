@@ -65,7 +65,12 @@ impl Engine {
     }
 
     /// The mask of `labels`: shape `(channels, *labels.shape())`.
-    pub fn compute(&self, plan: &MaskPlan, labels: &LabelArray, verify: bool) -> Result<ArrayD<u8>> {
+    pub fn compute(
+        &self,
+        plan: &MaskPlan,
+        labels: &LabelArray,
+        verify: bool,
+    ) -> Result<ArrayD<u8>> {
         let mut shape = vec![plan.num_channels()];
         shape.extend_from_slice(labels.shape());
         let mut out = vec![0u8; shape.iter().product()];
@@ -107,6 +112,9 @@ mod tests {
         b[5] = 0;
         let err = check_equal("gpu", &[1, 3], &a, &b).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("channel 1, voxel [0, 2]") && msg.contains("gpu gave 1, cpu gave 0"), "{msg}");
+        assert!(
+            msg.contains("channel 1, voxel [0, 2]") && msg.contains("gpu gave 1, cpu gave 0"),
+            "{msg}"
+        );
     }
 }

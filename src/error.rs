@@ -104,14 +104,16 @@ pub enum GroupingsError {
 #[non_exhaustive]
 pub enum GeometryError {
     /// A requested ROI that cannot be served.
-    #[error("{path}: requested ROI {requested} {problem} (array ROI {available}, voxel size {voxel_size})")]
+    #[error(
+        "{path}: requested ROI {requested} {problem} (array ROI {available}, voxel size {voxel_size})"
+    )]
     Roi {
         /// The array.
         path: String,
         /// What was asked for.
-        requested: Roi,
+        requested: Box<Roi>,
         /// The array's ROI.
-        available: Roi,
+        available: Box<Roi>,
         /// The array's voxel size, as text.
         voxel_size: String,
         /// What is wrong, e.g. "is not inside".
@@ -192,7 +194,9 @@ pub enum StorageError {
 #[non_exhaustive]
 pub enum GpuError {
     /// No adapter (GPU or software Vulkan device) was found.
-    #[error("no GPU adapter found ({message}); use the cpu engine, or install a Vulkan driver (e.g. mesa-vulkan-drivers)")]
+    #[error(
+        "no GPU adapter found ({message}); use the cpu engine, or install a Vulkan driver (e.g. mesa-vulkan-drivers)"
+    )]
     NoAdapter {
         /// Why.
         message: String,
@@ -235,13 +239,17 @@ pub enum Error {
     #[error(transparent)]
     Gpu(#[from] GpuError),
     /// The mask has no stored data (SPEC 4: `data()`).
-    #[error("{name}: a missing-annotations mask has no stored data; it is computed on request with get(roi)")]
+    #[error(
+        "{name}: a missing-annotations mask has no stored data; it is computed on request with get(roi)"
+    )]
     NoStoredData {
         /// The mask's name.
         name: String,
     },
     /// The `--verify` check found a difference between engines.
-    #[error("verify failed: {engine} and cpu differ at channel {channel}, voxel {voxel:?}: {engine} gave {got}, cpu gave {expected}")]
+    #[error(
+        "verify failed: {engine} and cpu differ at channel {channel}, voxel {voxel:?}: {engine} gave {got}, cpu gave {expected}"
+    )]
     VerifyMismatch {
         /// The engine that was checked.
         engine: String,

@@ -47,7 +47,13 @@ impl Coordinate {
 
     fn zip_with(&self, other: &Coordinate, f: impl Fn(f64, f64) -> f64) -> Coordinate {
         debug_assert_eq!(self.dims(), other.dims());
-        Coordinate(self.0.iter().zip(&other.0).map(|(&a, &b)| f(a, b)).collect())
+        Coordinate(
+            self.0
+                .iter()
+                .zip(&other.0)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
+        )
     }
 
     /// Element-wise sum.
@@ -166,9 +172,7 @@ impl Roi {
         let (b, e, ob, oe) = (self.begin(), self.end(), other.begin(), other.end());
         (0..self.dims()).all(|d| {
             let eps = 1e-9 * (1.0 + e.0[d].abs().max(b.0[d].abs()));
-            ob.0[d] >= b.0[d] - eps
-                && oe.0[d] <= e.0[d] + eps
-                && other.shape.0[d] >= 0.0
+            ob.0[d] >= b.0[d] - eps && oe.0[d] <= e.0[d] + eps && other.shape.0[d] >= 0.0
         })
     }
 }
@@ -281,15 +285,18 @@ impl Geometry {
     /// The array's ROI: `(offset, shape * voxel_size)`.
     pub fn roi(&self) -> Roi {
         let extent: Vec<f64> = self.shape.iter().map(|&s| s as f64).collect();
-        Roi::new(self.offset.clone(), Coordinate(extent).mul(&self.voxel_size))
+        Roi::new(
+            self.offset.clone(),
+            Coordinate(extent).mul(&self.voxel_size),
+        )
     }
 
     /// The voxels covered by a world ROI, which must be voxel-aligned and inside the array's ROI.
     pub fn voxel_region(&self, path: &str, roi: &Roi) -> Result<VoxelRegion, GeometryError> {
         let fail = |problem: &str| GeometryError::Roi {
             path: path.to_string(),
-            requested: roi.clone(),
-            available: self.roi(),
+            requested: Box::new(roi.clone()),
+            available: Box::new(self.roi()),
             voxel_size: self.voxel_size.to_string(),
             problem: problem.to_string(),
         };
@@ -300,7 +307,12 @@ impl Geometry {
                 self.dims()
             )));
         }
-        if roi.shape().as_slice().iter().any(|&s| !(s >= 0.0)) {
+        if roi
+            .shape()
+            .as_slice()
+            .iter()
+            .any(|&s| s.is_nan() || s < 0.0)
+        {
             return Err(fail("has a negative or NaN extent"));
         }
         let start = roi
@@ -308,10 +320,9 @@ impl Geometry {
             .sub(&self.offset)
             .in_voxels(&self.voxel_size)
             .ok_or_else(|| fail("is not voxel-aligned (its begin is not on the voxel grid)"))?;
-        let shape = roi
-            .shape()
-            .in_voxels(&self.voxel_size)
-            .ok_or_else(|| fail("is not voxel-aligned (its shape is not a whole number of voxels)"))?;
+        let shape = roi.shape().in_voxels(&self.voxel_size).ok_or_else(|| {
+            fail("is not voxel-aligned (its shape is not a whole number of voxels)")
+        })?;
         let inside = start
             .iter()
             .zip(&shape)
@@ -343,9 +354,13 @@ fn numbers(
     dims: usize,
     positive: bool,
 ) -> Result<Vec<f64>, GeometryError> {
-    let list = value
-        .as_array()
-        .ok_or_else(|| attr_err(path, attribute, format!("expected a list of numbers, found {value}")))?;
+    let list = value.as_array().ok_or_else(|| {
+        attr_err(
+            path,
+            attribute,
+            format!("expected a list of numbers, found {value}"),
+        )
+    })?;
     if list.len() != dims {
         return Err(attr_err(
             path,
@@ -367,10 +382,19 @@ fn numbers(
         .collect()
 }
 
-fn strings(path: &str, attribute: &str, value: &Value, dims: usize) -> Result<Vec<String>, GeometryError> {
-    let list = value
-        .as_array()
-        .ok_or_else(|| attr_err(path, attribute, format!("expected a list of strings, found {value}")))?;
+fn strings(
+    path: &str,
+    attribute: &str,
+    value: &Value,
+    dims: usize,
+) -> Result<Vec<String>, GeometryError> {
+    let list = value.as_array().ok_or_else(|| {
+        attr_err(
+            path,
+            attribute,
+            format!("expected a list of strings, found {value}"),
+        )
+    })?;
     if list.len() != dims {
         return Err(attr_err(
             path,
@@ -387,10 +411,16 @@ fn strings(path: &str, attribute: &str, value: &Value, dims: usize) -> Result<Ve
         .collect()
 }
 
-fn funlib(path: &str, shape: &[u64], attrs: &Map<String, Value>) -> Result<Geometry, GeometryError> {
+fn funlib(
+    path: &str,
+    shape: &[u64],
+    attrs: &Map<String, Value>,
+) -> Result<Geometry, GeometryError> {
     let dims = shape.len();
     let mut g = Geometry::default_for_shape(shape);
-    let voxel_key = ["voxel_size", "resolution"].into_iter().find(|k| attrs.contains_key(*k));
+    let voxel_key = ["voxel_size", "resolution"]
+        .into_iter()
+        .find(|k| attrs.contains_key(*k));
     if let Some(key) = voxel_key {
         g.voxel_size = Coordinate(numbers(path, key, &attrs[key], dims, true)?);
         g.source = "funlib";
@@ -408,13 +438,16 @@ fn funlib(path: &str, shape: &[u64], attrs: &Map<String, Value>) -> Result<Geome
     Ok(g)
 }
 
+/// Optional scale and translation of a list of transformations.
+type ScaleTranslation = (Option<Vec<f64>>, Option<Vec<f64>>);
+
 /// Scale and translation from a list of OME-NGFF coordinate transformations.
 fn transformations(
     path: &str,
     attribute: &str,
     value: &Value,
     dims: usize,
-) -> Result<(Option<Vec<f64>>, Option<Vec<f64>>), GeometryError> {
+) -> Result<ScaleTranslation, GeometryError> {
     let list = value
         .as_array()
         .ok_or_else(|| attr_err(path, attribute, "expected a list of transformations"))?;
@@ -423,7 +456,9 @@ fn transformations(
         let at = format!("{attribute}[{i}]");
         match t.get("type").and_then(Value::as_str) {
             Some("scale") => {
-                let v = t.get("scale").ok_or_else(|| attr_err(path, &at, "no `scale` list"))?;
+                let v = t
+                    .get("scale")
+                    .ok_or_else(|| attr_err(path, &at, "no `scale` list"))?;
                 scale = Some(numbers(path, &format!("{at}.scale"), v, dims, true)?);
             }
             Some("translation") => {
@@ -437,7 +472,9 @@ fn transformations(
                 return Err(attr_err(
                     path,
                     &at,
-                    format!("unsupported transformation type {other:?} (expected scale, translation or identity)"),
+                    format!(
+                        "unsupported transformation type {other:?} (expected scale, translation or identity)"
+                    ),
                 ));
             }
         }
@@ -578,7 +615,8 @@ mod tests {
     #[test]
     fn ome_ngff_without_our_dataset_falls_back_to_funlib() {
         let parent = obj(json!({"multiscales": [{"datasets": [{"path": "s0"}]}]}));
-        let array = obj(json!({"voxel_size": [2, 2], "axis_names": ["a", "b"], "units": ["nm", "nm"]}));
+        let array =
+            obj(json!({"voxel_size": [2, 2], "axis_names": ["a", "b"], "units": ["nm", "nm"]}));
         let g = Geometry::from_attributes("x", &[3, 3], &array, Some(&parent), "labels").unwrap();
         assert_eq!(g.voxel_size.as_slice(), &[2.0, 2.0]);
         assert_eq!(g.axis_names, ["a", "b"]);
@@ -605,8 +643,12 @@ mod tests {
         }
         let parent = obj(json!({"multiscales": [{"datasets": [{"path": "s0",
             "coordinateTransformations": [{"type": "affine"}]}]}]}));
-        let err = Geometry::from_attributes("p", &[2, 2], &Map::new(), Some(&parent), "s0").unwrap_err();
-        assert!(err.to_string().contains("coordinateTransformations[0]"), "{err}");
+        let err =
+            Geometry::from_attributes("p", &[2, 2], &Map::new(), Some(&parent), "s0").unwrap_err();
+        assert!(
+            err.to_string().contains("coordinateTransformations[0]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -614,8 +656,16 @@ mod tests {
         let array = obj(json!({"voxel_size": [4, 4], "offset": [8, 0]}));
         let g = Geometry::from_attributes("p", &[10, 10], &array, None, "p").unwrap();
         assert_eq!(g.roi(), Roi::new([8.0, 0.0], [40.0, 40.0]));
-        let r = g.voxel_region("p", &Roi::new([12.0, 4.0], [8.0, 36.0])).unwrap();
-        assert_eq!(r, VoxelRegion { start: vec![1, 1], shape: vec![2, 9] });
+        let r = g
+            .voxel_region("p", &Roi::new([12.0, 4.0], [8.0, 36.0]))
+            .unwrap();
+        assert_eq!(
+            r,
+            VoxelRegion {
+                start: vec![1, 1],
+                shape: vec![2, 9]
+            }
+        );
         let bad = [
             (Roi::new([10.0, 0.0], [8.0, 8.0]), "not voxel-aligned"),
             (Roi::new([8.0, 0.0], [6.0, 8.0]), "not voxel-aligned"),
@@ -628,7 +678,10 @@ mod tests {
             let err = g.voxel_region("p", &roi).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(why), "{roi}: {msg}");
-            assert!(msg.contains(&roi.to_string()) && msg.contains("[8:48, 0:40]"), "{msg}");
+            assert!(
+                msg.contains(&roi.to_string()) && msg.contains("[8:48, 0:40]"),
+                "{msg}"
+            );
         }
     }
 }

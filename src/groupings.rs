@@ -175,14 +175,20 @@ pub(crate) fn raw_channels(
         Value::Array(list) => list,
         Value::Object(obj) => match obj.get("groupings") {
             Some(Value::Array(list)) => list,
-            _ => return Err(parse("expected a list of [name, [ids]] pairs under `groupings`".into())),
+            _ => {
+                return Err(parse(
+                    "expected a list of [name, [ids]] pairs under `groupings`".into(),
+                ));
+            }
         },
         _ => return Err(parse("expected a list of [name, [ids]] pairs".into())),
     };
     list.iter()
         .enumerate()
         .map(|(i, pair)| match pair.as_array().map(Vec::as_slice) {
-            Some([Value::String(name), Value::Array(members)]) => Ok((name.clone(), members.clone())),
+            Some([Value::String(name), Value::Array(members)]) => {
+                Ok((name.clone(), members.clone()))
+            }
             _ => Err(parse(format!(
                 "channel {i} is {pair}, expected a pair [name, [ids]] like [\"mito\", [3, 4, 5]]"
             ))),
@@ -197,8 +203,10 @@ mod tests {
     #[test]
     fn list_object_and_toml_forms() {
         let a = Groupings::from_json_str(r#"[["mito", [3, 4]], ["all", []]]"#, "a").unwrap();
-        let b = Groupings::from_json_str(r#"{"groupings": [["mito", [3, 4]], ["all", []]]}"#, "b").unwrap();
-        let c = Groupings::from_toml_str("groupings = [[\"mito\", [3, 4]], [\"all\", []]]\n", "c").unwrap();
+        let b = Groupings::from_json_str(r#"{"groupings": [["mito", [3, 4]], ["all", []]]}"#, "b")
+            .unwrap();
+        let c = Groupings::from_toml_str("groupings = [[\"mito\", [3, 4]], [\"all\", []]]\n", "c")
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(a.channels()[1].ids, Vec::<u64>::new());
@@ -206,7 +214,8 @@ mod tests {
 
     #[test]
     fn ids_up_to_u64_max() {
-        let g = Groupings::from_json_str(r#"[["big", [18446744073709551615, 4294967296]]]"#, "g").unwrap();
+        let g = Groupings::from_json_str(r#"[["big", [18446744073709551615, 4294967296]]]"#, "g")
+            .unwrap();
         assert_eq!(g.channels()[0].ids, [u64::MAX, 1 << 32]);
     }
 
@@ -220,12 +229,18 @@ mod tests {
             (r#"[["mito", [3, -1]]]"#, "member 1 is -1"),
             (r#"[["mito", [3, "4"]]]"#, "member 1 is \"4\""),
             (r#"[["", [3]]]"#, "channel 0 has an empty name"),
-            (r#"[["a", [3]], ["b", []], ["a", []]]"#, "\"a\" is used by channels 0 and 2"),
+            (
+                r#"[["a", [3]], ["b", []], ["a", []]]"#,
+                "\"a\" is used by channels 0 and 2",
+            ),
         ];
         for (text, want) in cases {
             let err = Groupings::from_json_str(text, "g.json").unwrap_err();
             let msg = err.to_string();
-            assert!(msg.starts_with("g.json: ") && msg.contains(want), "{text}: {msg}");
+            assert!(
+                msg.starts_with("g.json: ") && msg.contains(want),
+                "{text}: {msg}"
+            );
         }
         let err = Groupings::from_file("/nonexistent/g.json").unwrap_err();
         assert!(matches!(err, GroupingsError::Read { .. }), "{err}");

@@ -190,7 +190,7 @@ pub enum LabelSlice<'a> {
 impl<'a> LabelSlice<'a> {
     /// The dtype.
     pub fn dtype(&self) -> LabelDtype {
-        with_labels!(self, LabelSlice, s => element_dtype(*s))
+        with_labels!(self, LabelSlice, s => element_dtype(s))
     }
 
     /// Number of voxels.

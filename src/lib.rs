@@ -34,12 +34,15 @@ pub mod mask;
 pub mod metadata;
 pub mod options;
 pub mod plan;
+pub mod report;
 pub mod synth;
 pub mod volume;
 pub mod zarr_array;
 
 pub use engine::Engine;
-pub use error::{Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError};
+pub use error::{
+    Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError,
+};
 pub use geometry::{Coordinate, Geometry, Roi, VoxelRegion};
 pub use groupings::{Channel, Groupings};
 pub use label::{Label, LabelArray, LabelDtype, LabelSlice};

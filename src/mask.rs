@@ -53,7 +53,11 @@ impl std::fmt::Debug for MissingAnnotationsMask {
 
 impl MissingAnnotationsMask {
     /// Opens the label array at `path`, reads its annotation metadata and builds the plan.
-    pub fn open(path: impl AsRef<Path>, groupings: Groupings, options: MaskOptions) -> Result<Self> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        groupings: Groupings,
+        options: MaskOptions,
+    ) -> Result<Self> {
         let volume = LabelVolume::open(path)?;
         let engine = Engine::select(options.engine)?;
         Self::from_volume(volume, groupings, options, engine)
@@ -72,10 +76,10 @@ impl MissingAnnotationsMask {
             options.allow_missing_metadata,
         )?;
         let plan = MaskPlan::from_metadata(&groupings, &metadata, &options);
-        let source = volume
-            .path()
-            .file_name()
-            .map_or_else(|| volume.name().to_string(), |f| f.to_string_lossy().into_owned());
+        let source = volume.path().file_name().map_or_else(
+            || volume.name().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
         Ok(Self {
             name: format!("{source}_missing_annotations_mask"),
             volume,
@@ -149,14 +153,18 @@ impl MissingAnnotationsMask {
     /// The mask inside `roi` (voxel-aligned, inside [`MissingAnnotationsMask::roi`]): shape
     /// `(channels, *roi.shape / voxel_size)`. DaCapo's `__getitem__`.
     pub fn get(&self, roi: &Roi) -> Result<ArrayD<u8>> {
-        let region = self.volume.geometry().voxel_region(self.volume.name(), roi)?;
+        let region = self
+            .volume
+            .geometry()
+            .voxel_region(self.volume.name(), roi)?;
         self.get_region(&region)
     }
 
     /// The mask of a region given in voxels.
     pub fn get_region(&self, region: &VoxelRegion) -> Result<ArrayD<u8>> {
         let labels = self.volume.read_region(region)?;
-        self.engine.compute(&self.plan, &labels, self.options.verify)
+        self.engine
+            .compute(&self.plan, &labels, self.options.verify)
     }
 
     /// The plan both engines execute.

@@ -291,14 +291,20 @@ fn parse_entry(path: &str, index: usize, raw: &Value) -> Result<LabelEntry, Meta
         field: field.to_string(),
         problem,
     };
-    let obj = raw
-        .as_object()
-        .ok_or_else(|| fail("(entry)", format!("expected an object, found {}", json_kind(raw))))?;
+    let obj = raw.as_object().ok_or_else(|| {
+        fail(
+            "(entry)",
+            format!("expected an object, found {}", json_kind(raw)),
+        )
+    })?;
     let value = match obj.get("value") {
         None => return Err(fail("value", "missing".into())),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| fail("value", format!("must be a non-negative integer, found {v}")))?,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            fail(
+                "value",
+                format!("must be a non-negative integer, found {v}"),
+            )
+        })?,
     };
     let state = match obj.get("annotationState") {
         None => return Err(fail("annotationState", "missing".into())),
@@ -330,7 +336,9 @@ fn parse_entry(path: &str, index: usize, raw: &Value) -> Result<LabelEntry, Meta
             other => {
                 return Err(fail(
                     "annotationState.annotated",
-                    format!("unknown value {other:?} (expected \"dense\", \"sparse\", \"empty\", true or false)"),
+                    format!(
+                        "unknown value {other:?} (expected \"dense\", \"sparse\", \"empty\", true or false)"
+                    ),
                 ));
             }
         },
@@ -360,7 +368,9 @@ fn parse_entry(path: &str, index: usize, raw: &Value) -> Result<LabelEntry, Meta
             .map(str::to_string),
         _ => None,
     };
-    let format = if matches!(annotated, Annotated::Bool(_)) && !obj.get("name").is_some_and(Value::is_object) {
+    let format = if matches!(annotated, Annotated::Bool(_))
+        && !obj.get("name").is_some_and(Value::is_object)
+    {
         if sparse.is_some() {
             EntryFormat::Airtable
         } else {
@@ -401,7 +411,14 @@ mod tests {
         ]))
         .unwrap();
         let f: Vec<_> = m.entries().iter().map(|e| e.format).collect();
-        assert_eq!(f, [EntryFormat::FibsemBool, EntryFormat::FibsemEnum, EntryFormat::Airtable]);
+        assert_eq!(
+            f,
+            [
+                EntryFormat::FibsemBool,
+                EntryFormat::FibsemEnum,
+                EntryFormat::Airtable
+            ]
+        );
         assert_eq!(m.entry(2).unwrap().name.as_deref(), Some("b"));
     }
 
@@ -423,16 +440,40 @@ mod tests {
         ]))
         .unwrap();
         let want_missing = [
-            Missing(NotAnnotated), Annotated, NotPresent, Missing(Empty), Annotated,
-            Missing(Sparse), Missing(Sparse), Missing(NotAnnotated), NotPresent, Annotated,
+            Missing(NotAnnotated),
+            Annotated,
+            NotPresent,
+            Missing(Empty),
+            Annotated,
+            Missing(Sparse),
+            Missing(Sparse),
+            Missing(NotAnnotated),
+            NotPresent,
+            Annotated,
         ];
         let want_annotated = [
-            Missing(NotAnnotated), Annotated, NotPresent, Missing(Empty), Annotated,
-            Annotated, Annotated, Missing(NotAnnotated), NotPresent, Annotated,
+            Missing(NotAnnotated),
+            Annotated,
+            NotPresent,
+            Missing(Empty),
+            Annotated,
+            Annotated,
+            Annotated,
+            Missing(NotAnnotated),
+            NotPresent,
+            Annotated,
         ];
         for id in 1..=10u64 {
-            assert_eq!(m.status(id, SparsePolicy::Missing), want_missing[id as usize - 1], "id {id}");
-            assert_eq!(m.status(id, SparsePolicy::Annotated), want_annotated[id as usize - 1], "id {id}");
+            assert_eq!(
+                m.status(id, SparsePolicy::Missing),
+                want_missing[id as usize - 1],
+                "id {id}"
+            );
+            assert_eq!(
+                m.status(id, SparsePolicy::Annotated),
+                want_annotated[id as usize - 1],
+                "id {id}"
+            );
         }
         assert_eq!(m.status(99, SparsePolicy::Missing), Unlisted);
         let ids: Vec<u64> = m.missing_ids(SparsePolicy::Missing).into_iter().collect();
@@ -458,7 +499,12 @@ mod tests {
     fn attribute_absent() {
         let attrs = Map::new();
         let err = LabelMetadata::from_attributes("crop/labels", &attrs, false).unwrap_err();
-        assert_eq!(err, MetadataError::MissingLabels { path: "crop/labels".into() });
+        assert_eq!(
+            err,
+            MetadataError::MissingLabels {
+                path: "crop/labels".into()
+            }
+        );
         assert!(err.to_string().contains("crop/labels"));
         let m = LabelMetadata::from_attributes("crop/labels", &attrs, true).unwrap();
         assert!(!m.attribute_found());
@@ -469,31 +515,79 @@ mod tests {
     fn malformed_entries_name_index_and_field() {
         let ok = json!({"value": 1, "annotationState": {"present": true, "annotated": true}});
         let cases = [
-            (json!({"annotationState": {"present": true, "annotated": true}}), "value"),
-            (json!({"value": -3, "annotationState": {"present": true, "annotated": true}}), "value"),
-            (json!({"value": 2.5, "annotationState": {"present": true, "annotated": true}}), "value"),
-            (json!({"value": "3", "annotationState": {"present": true, "annotated": true}}), "value"),
+            (
+                json!({"annotationState": {"present": true, "annotated": true}}),
+                "value",
+            ),
+            (
+                json!({"value": -3, "annotationState": {"present": true, "annotated": true}}),
+                "value",
+            ),
+            (
+                json!({"value": 2.5, "annotationState": {"present": true, "annotated": true}}),
+                "value",
+            ),
+            (
+                json!({"value": "3", "annotationState": {"present": true, "annotated": true}}),
+                "value",
+            ),
             (json!({"value": 3}), "annotationState"),
-            (json!({"value": 3, "annotationState": [true]}), "annotationState"),
-            (json!({"value": 3, "annotationState": {"annotated": true}}), "annotationState.present"),
-            (json!({"value": 3, "annotationState": {"present": "yes", "annotated": true}}), "annotationState.present"),
-            (json!({"value": 3, "annotationState": {"present": true}}), "annotationState.annotated"),
-            (json!({"value": 3, "annotationState": {"present": true, "annotated": "partial"}}), "annotationState.annotated"),
-            (json!({"value": 3, "annotationState": {"present": true, "annotated": 1}}), "annotationState.annotated"),
-            (json!({"value": 3, "annotationState": {"present": true, "annotated": true, "sparse": "no"}}), "annotationState.sparse"),
-            (json!({"value": 1, "annotationState": {"present": true, "annotated": false}}), "value"),
+            (
+                json!({"value": 3, "annotationState": [true]}),
+                "annotationState",
+            ),
+            (
+                json!({"value": 3, "annotationState": {"annotated": true}}),
+                "annotationState.present",
+            ),
+            (
+                json!({"value": 3, "annotationState": {"present": "yes", "annotated": true}}),
+                "annotationState.present",
+            ),
+            (
+                json!({"value": 3, "annotationState": {"present": true}}),
+                "annotationState.annotated",
+            ),
+            (
+                json!({"value": 3, "annotationState": {"present": true, "annotated": "partial"}}),
+                "annotationState.annotated",
+            ),
+            (
+                json!({"value": 3, "annotationState": {"present": true, "annotated": 1}}),
+                "annotationState.annotated",
+            ),
+            (
+                json!({"value": 3, "annotationState": {"present": true, "annotated": true, "sparse": "no"}}),
+                "annotationState.sparse",
+            ),
+            (
+                json!({"value": 1, "annotationState": {"present": true, "annotated": false}}),
+                "value",
+            ),
             (json!(7), "(entry)"),
         ];
         for (bad, field) in cases {
             let err = meta(json!([ok.clone(), bad.clone()])).unwrap_err();
             match &err {
-                MetadataError::Entry { path, index, field: f, .. } => {
-                    assert_eq!((path.as_str(), *index, f.as_str()), ("crop/labels", 1, field), "{bad}");
+                MetadataError::Entry {
+                    path,
+                    index,
+                    field: f,
+                    ..
+                } => {
+                    assert_eq!(
+                        (path.as_str(), *index, f.as_str()),
+                        ("crop/labels", 1, field),
+                        "{bad}"
+                    );
                 }
                 other => panic!("{bad}: {other:?}"),
             }
             let msg = err.to_string();
-            assert!(msg.starts_with(&format!("crop/labels: labels[1].{field}")), "{msg}");
+            assert!(
+                msg.starts_with(&format!("crop/labels: labels[1].{field}")),
+                "{msg}"
+            );
         }
         let err = meta(json!({"value": 1})).unwrap_err();
         assert!(matches!(err, MetadataError::NotAList { .. }), "{err}");

@@ -38,7 +38,9 @@ impl FromStr for MaskPolicy {
         match s {
             "whole-channel" => Ok(Self::WholeChannel),
             "per-voxel" => Ok(Self::PerVoxel),
-            _ => Err(format!("unknown policy {s:?} (expected whole-channel or per-voxel)")),
+            _ => Err(format!(
+                "unknown policy {s:?} (expected whole-channel or per-voxel)"
+            )),
         }
     }
 }
@@ -55,7 +57,9 @@ impl FromStr for SparsePolicy {
         match s {
             "missing" => Ok(Self::Missing),
             "annotated" => Ok(Self::Annotated),
-            _ => Err(format!("unknown sparse policy {s:?} (expected missing or annotated)")),
+            _ => Err(format!(
+                "unknown sparse policy {s:?} (expected missing or annotated)"
+            )),
         }
     }
 }

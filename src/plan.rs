@@ -54,7 +54,9 @@ impl ChannelSet {
 
     /// Whether channel `c` is in the set.
     pub fn contains(&self, c: usize) -> bool {
-        self.words.get(c / 32).is_some_and(|w| w >> (c % 32) & 1 == 1)
+        self.words
+            .get(c / 32)
+            .is_some_and(|w| w >> (c % 32) & 1 == 1)
     }
 
     /// The channels in the set, ascending.
@@ -114,15 +116,25 @@ impl MaskPlan {
             .iter()
             .enumerate()
             .map(|(c, ch)| {
-                let mut missing_here: Vec<u64> =
-                    ch.ids.iter().copied().filter(|id| missing.contains(id)).collect();
+                let mut missing_here: Vec<u64> = ch
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|id| missing.contains(id))
+                    .collect();
                 missing_here.sort_unstable();
                 missing_here.dedup();
                 for &id in &missing_here {
                     let at = match table.binary_search_by_key(&id, |m| m.id) {
                         Ok(i) => i,
                         Err(i) => {
-                            table.insert(i, MissingId { id, channels: ChannelSet::new(n) });
+                            table.insert(
+                                i,
+                                MissingId {
+                                    id,
+                                    channels: ChannelSet::new(n),
+                                },
+                            );
                             i
                         }
                     };
@@ -210,28 +222,51 @@ impl fmt::Display for MaskPlan {
         if self.table.is_empty() {
             writeln!(f, "missing ids: none in any channel")?;
         } else {
-            write!(f, "missing ids:")?;
-            for m in &self.table {
-                let names: Vec<&str> = m.channels.iter().map(|c| self.channels[c].name.as_str()).collect();
-                write!(f, " {} -> [{}];", m.id, names.join(", "))?;
-            }
-            writeln!(f)?;
+            let entries: Vec<String> = self
+                .table
+                .iter()
+                .map(|m| {
+                    let names: Vec<&str> = m
+                        .channels
+                        .iter()
+                        .map(|c| self.channels[c].name.as_str())
+                        .collect();
+                    format!("{} -> [{}]", m.id, names.join(", "))
+                })
+                .collect();
+            writeln!(f, "missing ids: {}", entries.join("; "))?;
         }
-        let width = self.channels.iter().map(|c| c.name.len()).max().unwrap_or(0);
-        for (c, ch) in self.channels.iter().enumerate() {
-            let ids = if ch.ids.is_empty() {
-                "ids [] (any foreground)".to_string()
-            } else {
-                format!("ids {:?}", ch.ids)
-            };
+        let ids: Vec<String> = self
+            .channels
+            .iter()
+            .map(|ch| match ch.ids.is_empty() {
+                true => "ids [] (any foreground)".to_string(),
+                false => format!("ids {:?}", ch.ids),
+            })
+            .collect();
+        let name_width = self
+            .channels
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0);
+        let ids_width = ids.iter().map(String::len).max().unwrap_or(0);
+        for (c, (ch, ids)) in self.channels.iter().zip(&ids).enumerate() {
             let rule = if ch.zeroed {
                 format!("zeroed: missing {:?}", ch.missing)
             } else if self.policy == MaskPolicy::PerVoxel && !ch.missing.is_empty() {
-                format!("labels != {} except missing {:?}", self.background, ch.missing)
+                format!(
+                    "labels != {} except missing {:?}",
+                    self.background, ch.missing
+                )
             } else {
                 format!("labels != {}", self.background)
             };
-            writeln!(f, "  [{c}] {:<width$}  {ids}  -> {rule}", ch.name)?;
+            writeln!(
+                f,
+                "  [{c}] {:<name_width$}  {ids:<ids_width$}  -> {rule}",
+                ch.name
+            )?;
         }
         Ok(())
     }
@@ -253,26 +288,38 @@ mod tests {
 
     #[test]
     fn whole_channel_zeroes_channels_with_a_missing_id() {
-        let plan = MaskPlan::new(&groupings(), &BTreeSet::from([4, 17, 99]), &MaskOptions::default());
+        let plan = MaskPlan::new(
+            &groupings(),
+            &BTreeSet::from([4, 17, 99]),
+            &MaskOptions::default(),
+        );
         let zeroed: Vec<bool> = (0..4).map(|c| plan.zeroed(c)).collect();
         assert_eq!(zeroed, [true, true, false, false]);
         assert!(plan.voxel_table().is_empty());
         let ids: Vec<u64> = plan.missing_table().iter().map(|m| m.id).collect();
         assert_eq!(ids, [4, 17]);
-        assert_eq!(plan.missing_table()[0].channels.iter().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            plan.missing_table()[0].channels.iter().collect::<Vec<_>>(),
+            [0, 1]
+        );
         assert_eq!(plan.channels()[1].missing, [4, 17]);
     }
 
     #[test]
     fn per_voxel_keeps_channels_and_lists_ids() {
-        let opts = MaskOptions::default().policy(MaskPolicy::PerVoxel).background(7);
+        let opts = MaskOptions::default()
+            .policy(MaskPolicy::PerVoxel)
+            .background(7);
         let plan = MaskPlan::new(&groupings(), &BTreeSet::from([4, 17]), &opts);
         assert!((0..4).all(|c| !plan.zeroed(c)));
         assert_eq!(plan.voxel_table().len(), 2);
         assert_eq!(plan.background(), 7);
         let text = plan.to_string();
         assert!(text.contains("4 -> [mito, er]"), "{text}");
-        assert!(text.contains("labels != 7 except missing [4, 17]"), "{text}");
+        assert!(
+            text.contains("labels != 7 except missing [4, 17]"),
+            "{text}"
+        );
         assert!(text.contains("ids [] (any foreground)"), "{text}");
     }
 

@@ -41,12 +41,18 @@ pub fn synth_labels(shape: &[usize], dtype: LabelDtype, palette: &[u64], seed: u
         .map(|flat| {
             let (mut rest, mut cube) = (flat, 0u64);
             for &s in shape.iter().rev() {
-                cube = cube.wrapping_mul(1_000_003).wrapping_add((rest % s / 8) as u64);
+                cube = cube
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add((rest % s / 8) as u64);
                 rest /= s;
             }
             let h = splitmix64(seed ^ splitmix64(cube));
             let fine = splitmix64(seed.wrapping_add(flat as u64));
-            let pick = if fine % 16 == 0 { fine >> 8 } else { h };
+            let pick = if fine.is_multiple_of(16) {
+                fine >> 8
+            } else {
+                h
+            };
             palette[(pick % palette.len() as u64) as usize]
         })
         .collect();
@@ -80,7 +86,12 @@ pub fn write_labels(
     attributes: Map<String, Value>,
 ) -> Result<(), StorageError> {
     let shape: Vec<u64> = labels.shape().iter().map(|&s| s as u64).collect();
-    let mut spec = ArraySpec::new(shape.clone(), chunks.to_vec(), labels.dtype().name(), format);
+    let mut spec = ArraySpec::new(
+        shape.clone(),
+        chunks.to_vec(),
+        labels.dtype().name(),
+        format,
+    );
     spec.compression = compression;
     spec.attributes = attributes;
     let array = create_array(path, &spec)?;
@@ -139,6 +150,13 @@ pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<Pa
     attrs.insert("axis_names".into(), json!(["z", "y", "x"]));
     attrs.insert("units".into(), json!(["nm", "nm", "nm"]));
     let chunk = size.clamp(1, 64) as u64;
-    write_labels(&path, &labels, &[chunk; 3], format, Compression::BloscLz4, attrs)?;
+    write_labels(
+        &path,
+        &labels,
+        &[chunk; 3],
+        format,
+        Compression::BloscLz4,
+        attrs,
+    )?;
     Ok(path)
 }

@@ -45,8 +45,12 @@ impl Compression {
     fn v2(self) -> Value {
         match self {
             Self::Raw => Value::Null,
-            Self::BloscLz4 => json!({"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}),
-            Self::BloscZstd => json!({"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": 1, "blocksize": 0}),
+            Self::BloscLz4 => {
+                json!({"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0})
+            }
+            Self::BloscZstd => {
+                json!({"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": 1, "blocksize": 0})
+            }
             Self::Zstd => json!({"id": "zstd", "level": 3}),
             Self::Gzip => json!({"id": "gzip", "level": 5}),
         }
@@ -61,7 +65,9 @@ impl Compression {
             Self::Raw => None,
             Self::BloscLz4 => Some(blosc("lz4")),
             Self::BloscZstd => Some(blosc("zstd")),
-            Self::Zstd => Some(json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}})),
+            Self::Zstd => {
+                Some(json!({"name": "zstd", "configuration": {"level": 3, "checksum": false}}))
+            }
             Self::Gzip => Some(json!({"name": "gzip", "configuration": {"level": 5}})),
         }
     }
@@ -70,10 +76,18 @@ impl Compression {
 impl std::str::FromStr for Compression {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Raw, Self::BloscLz4, Self::BloscZstd, Self::Zstd, Self::Gzip]
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown compression {s:?} (expected raw, blosc-lz4, blosc-zstd, zstd or gzip)"))
+        [
+            Self::Raw,
+            Self::BloscLz4,
+            Self::BloscZstd,
+            Self::Zstd,
+            Self::Gzip,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
+        .ok_or_else(|| {
+            format!("unknown compression {s:?} (expected raw, blosc-lz4, blosc-zstd, zstd or gzip)")
+        })
     }
 }
 
@@ -139,7 +153,11 @@ impl ArraySpec {
                     "bool" => "|b1",
                     other => return Err(format!("no v2 name for dtype {other}")),
                 };
-                let fill = if self.dtype == "bool" { json!(false) } else { json!(0) };
+                let fill = if self.dtype == "bool" {
+                    json!(false)
+                } else {
+                    json!(0)
+                };
                 json!({
                     "zarr_format": 2,
                     "shape": self.shape,
@@ -159,12 +177,14 @@ impl ArraySpec {
                 inner.extend(self.compression.v3(typesize));
                 let codecs = match &self.shard_inner {
                     None => inner,
-                    Some(inner_shape) => vec![json!({"name": "sharding_indexed", "configuration": {
-                        "chunk_shape": inner_shape,
-                        "codecs": inner,
-                        "index_codecs": [bytes, {"name": "crc32c"}],
-                        "index_location": "end",
-                    }})],
+                    Some(inner_shape) => {
+                        vec![json!({"name": "sharding_indexed", "configuration": {
+                            "chunk_shape": inner_shape,
+                            "codecs": inner,
+                            "index_codecs": [bytes, {"name": "crc32c"}],
+                            "index_location": "end",
+                        }})]
+                    }
                 };
                 let fill = match self.dtype.as_str() {
                     "bool" => json!(false),
@@ -206,7 +226,8 @@ pub fn create_array(
     std::fs::create_dir_all(path).map_err(|e| fail(e.to_string()))?;
     let store = FilesystemStore::new(path).map_err(|e| fail(e.to_string()))?;
     let metadata = spec.metadata().map_err(fail)?;
-    let array = Array::new_with_metadata(Arc::new(store), "/", metadata).map_err(|e| fail(e.to_string()))?;
+    let array = Array::new_with_metadata(Arc::new(store), "/", metadata)
+        .map_err(|e| fail(e.to_string()))?;
     array
         .store_metadata_opt(
             &zarrs::array::ArrayMetadataOptions::default().with_include_zarrs_metadata(false),
@@ -232,8 +253,13 @@ pub fn create_group(
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("JSON values serialise");
     match format {
         ZarrFormat::V2 => {
-            std::fs::write(path.join(".zgroup"), pretty(&json!({"zarr_format": 2}))).map_err(fail)?;
-            std::fs::write(path.join(".zattrs"), pretty(&Value::Object(attributes.clone()))).map_err(fail)?;
+            std::fs::write(path.join(".zgroup"), pretty(&json!({"zarr_format": 2})))
+                .map_err(fail)?;
+            std::fs::write(
+                path.join(".zattrs"),
+                pretty(&Value::Object(attributes.clone())),
+            )
+            .map_err(fail)?;
         }
         ZarrFormat::V3 => {
             let meta = json!({"zarr_format": 3, "node_type": "group", "attributes": attributes});
