@@ -1,44 +1,93 @@
 //! Engine selection (SPEC 5): `cpu`, `gpu`, or `auto` (the GPU if an adapter is found, else the
 //! CPU), and the `verify` mode that recomputes on the CPU and reports the first difference.
 
+use std::sync::Arc;
+
 use ndarray::{ArrayD, IxDyn};
 
 use crate::cpu;
-use crate::error::{Error, GpuError, Result};
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterPolicy, GpuEngine};
 use crate::label::{LabelArray, LabelSlice};
 use crate::options::EngineChoice;
 use crate::plan::MaskPlan;
 
-/// A resolved engine, ready to compute.
+/// What computes: the CPU, or a GPU engine (shared, so one device serves many masks).
 #[derive(Clone, Debug)]
-pub enum Engine {
+pub enum Backend {
     /// The CPU engine.
     Cpu,
+    /// The GPU engine.
+    Gpu(Arc<GpuEngine>),
+}
+
+/// A resolved engine, ready to compute, with a note on how it was chosen.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    backend: Backend,
+    note: Option<String>,
 }
 
 impl Engine {
-    /// Resolves a choice. `Auto` falls back to the CPU when no GPU adapter is found.
+    /// The CPU engine.
+    pub fn cpu() -> Engine {
+        Engine {
+            backend: Backend::Cpu,
+            note: None,
+        }
+    }
+
+    /// A GPU engine.
+    pub fn gpu(engine: Arc<GpuEngine>) -> Engine {
+        Engine {
+            backend: Backend::Gpu(engine),
+            note: None,
+        }
+    }
+
+    /// Resolves a choice. `Gpu` takes the best adapter, software ones (lavapipe) included, and
+    /// fails with [`GpuError::NoAdapter`] if there is none. `Auto` takes a hardware adapter if
+    /// there is one, else the CPU: a software adapter runs on the same cores as the CPU engine,
+    /// only slower. The reason is kept in [`Engine::describe`].
     pub fn select(choice: EngineChoice) -> Result<Engine> {
         match choice {
-            EngineChoice::Cpu | EngineChoice::Auto => Ok(Engine::Cpu),
-            EngineChoice::Gpu => Err(GpuError::NoAdapter {
-                message: "this build has no GPU engine".into(),
-            }
-            .into()),
+            EngineChoice::Cpu => Ok(Engine::cpu()),
+            EngineChoice::Gpu => Ok(Engine::gpu(Arc::new(GpuEngine::new()?))),
+            EngineChoice::Auto => match GpuEngine::with_policy(AdapterPolicy::HardwareOnly) {
+                Ok(gpu) => Ok(Engine {
+                    note: Some("auto: a GPU adapter was found".into()),
+                    ..Engine::gpu(Arc::new(gpu))
+                }),
+                Err(e) => Ok(Engine {
+                    note: Some(format!("auto: no hardware GPU ({e})")),
+                    ..Engine::cpu()
+                }),
+            },
         }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// `cpu` or `gpu`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Engine::Cpu => "cpu",
+        match self.backend {
+            Backend::Cpu => "cpu",
+            Backend::Gpu(_) => "gpu",
         }
     }
 
-    /// A sentence saying which engine this is and on what device.
+    /// A sentence saying which engine this is, on what device, and why it was chosen.
     pub fn describe(&self) -> String {
-        match self {
-            Engine::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        let what = match &self.backend {
+            Backend::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Backend::Gpu(g) => format!("gpu: {}", g.context().describe()),
+        };
+        match &self.note {
+            Some(note) => format!("{what}; {note}"),
+            None => what,
         }
     }
 
@@ -53,10 +102,11 @@ impl Engine {
         out: &mut [u8],
         verify: bool,
     ) -> Result<()> {
-        match self {
-            Engine::Cpu => cpu::compute_into(plan, labels, out),
+        match &self.backend {
+            Backend::Cpu => cpu::compute_into(plan, labels, out),
+            Backend::Gpu(g) => g.compute_into(plan, labels, out)?,
         }
-        if verify && !matches!(self, Engine::Cpu) {
+        if verify && !matches!(self.backend, Backend::Cpu) {
             let mut expected = vec![0u8; out.len()];
             cpu::compute_into(plan, labels, &mut expected);
             check_equal(self.name(), shape, out, &expected)?;

@@ -28,6 +28,7 @@ pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod geometry;
+pub mod gpu;
 pub mod groupings;
 pub mod label;
 pub mod mask;

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use annomask::{Groupings, LabelDtype};
+use proptest::prelude::*;
 use serde_json::Value;
 
 /// The mask straight from SPEC 2: for channel `c` and voxel label `l` (as a 64-bit id),
@@ -125,4 +127,97 @@ pub fn labels_attr(entries: &[(u64, usize, usize)]) -> Value {
         })
         .collect();
     Value::Array(list)
+}
+
+/// Ids that stress the comparisons: small, dtype borders, >= 2^32, >= 2^63, all ones.
+const SPECIAL: [u64; 12] = [
+    0,
+    1,
+    2,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    1 << 32,
+    (1 << 32) + 1,
+    1 << 63,
+    u64::MAX,
+];
+
+pub fn id() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        3 => prop::sample::select(SPECIAL.to_vec()),
+        3 => 0u64..12,
+        1 => any::<u64>(),
+        1 => (0u64..4).prop_map(|k| u64::MAX - k),
+    ]
+}
+
+pub fn dtype() -> impl Strategy<Value = LabelDtype> {
+    prop::sample::select(LabelDtype::ALL.to_vec())
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub dtype: LabelDtype,
+    pub shape: Vec<usize>,
+    pub raw: Vec<u64>,
+    pub channels: Vec<Vec<u64>>,
+    pub missing: BTreeSet<u64>,
+    pub background: u64,
+    pub per_voxel: bool,
+}
+
+pub fn case() -> impl Strategy<Value = Case> {
+    let shape = prop::collection::vec(1usize..9, 2..=5).prop_filter("at most 4096 voxels", |s| {
+        s.iter().product::<usize>() <= 4096
+    });
+    let channel_count = prop_oneof![4 => 0usize..6, 1 => 6usize..70];
+    (
+        dtype(),
+        shape,
+        channel_count,
+        prop::collection::vec(id(), 1..10),
+    )
+        .prop_flat_map(|(dtype, shape, nch, pool)| {
+            let n: usize = shape.iter().product();
+            // Negative signed values come from raw draws with the top bit set.
+            let voxel = prop_oneof![
+                4 => prop::sample::select(pool.clone()),
+                1 => any::<u64>(),
+                1 => (0u64..3).prop_map(|k| u64::MAX - k),
+            ];
+            let member = prop_oneof![3 => prop::sample::select(pool.clone()), 1 => id()];
+            (
+                Just(dtype),
+                Just(shape),
+                prop::collection::vec(voxel, n),
+                prop::collection::vec(prop::collection::vec(member.clone(), 0..5), nch),
+                prop::collection::btree_set(member, 0..6),
+                prop_oneof![3 => Just(0u64), 1 => prop::sample::select(pool), 1 => any::<u64>()],
+                any::<bool>(),
+            )
+        })
+        .prop_map(
+            |(dtype, shape, raw, channels, missing, background, per_voxel)| Case {
+                dtype,
+                shape,
+                raw,
+                channels,
+                missing,
+                background,
+                per_voxel,
+            },
+        )
+}
+
+pub fn groupings(channels: &[Vec<u64>]) -> Groupings {
+    Groupings::new(
+        channels
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| (format!("c{i}"), ids.clone())),
+    )
+    .unwrap()
 }

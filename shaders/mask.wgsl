@@ -1,0 +1,134 @@
+// annomask: the missing-annotation mask of one block of labels, all channels in one dispatch.
+//
+// Each invocation takes one quad of 4 consecutive voxels: it reads their labels once, tests
+// each against the background and (per-voxel policy) the sorted missing-id table, then writes
+// one u32 per channel holding the 4 voxels' mask bytes. Channel c of the block occupies words
+// [c * quads, (c + 1) * quads), so the output is the (c, voxel) u8 array, each channel padded
+// to a multiple of 4 voxels.
+//
+// Labels arrive as u32 words: 4 per word (8-bit), 2 per word (16-bit), 1 (32-bit), or two words
+// per label, low word first (64-bit). Every label is compared as a 64-bit id held in a
+// vec2<u32> (x = low word, y = high word); signed labels are sign-extended first.
+//
+// The CPU twin of this file is src/gpu/twin.rs: same names, same bindings, same steps.
+
+// Bits per label (8, 16, 32 or 64) and signedness; set per pipeline.
+override LABEL_BITS: u32 = 64u;
+override SIGNED: bool = false;
+
+struct Params {
+    // Real voxels in this block (the last quad may be partly padding).
+    voxels: u32,
+    // Quads in this block: ceil(voxels / 4); also the stride of one channel, in words.
+    quads: u32,
+    channels: u32,
+    // u32 words per channel set: ceil(channels / 32), at least 1.
+    words_per_set: u32,
+    // Entries in the missing-id table (0 under the whole-channel policy).
+    table_len: u32,
+    _pad0: u32,
+    // The background id as (low, high) words.
+    background: vec2<u32>,
+    // Quads per row of the dispatch grid (workgroups in x * 256).
+    row_quads: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+// The plan: [zeroed channel set: words_per_set][table ids: 2 * table_len, sorted, (low, high)]
+//           [table channel sets: table_len * words_per_set]
+@group(0) @binding(2) var<storage, read> plan: array<u32>;
+@group(0) @binding(3) var<storage, read_write> mask: array<u32>;
+
+// Label k (0..4) of quad q as a 64-bit id.
+fn label(q: u32, k: u32) -> vec2<u32> {
+    if (LABEL_BITS == 64u) {
+        return vec2<u32>(labels[8u * q + 2u * k], labels[8u * q + 2u * k + 1u]);
+    }
+    var lo: u32;
+    if (LABEL_BITS == 32u) {
+        lo = labels[4u * q + k];
+    } else {
+        let bit = (4u * q + k) * LABEL_BITS;
+        let word = labels[bit / 32u];
+        let offset = bit % 32u;
+        if (SIGNED) {
+            lo = bitcast<u32>(extractBits(bitcast<i32>(word), offset, LABEL_BITS));
+        } else {
+            lo = extractBits(word, offset, LABEL_BITS);
+        }
+    }
+    var hi = 0u;
+    if (SIGNED && (lo >> 31u) == 1u) {
+        hi = 0xffffffffu;
+    }
+    return vec2<u32>(lo, hi);
+}
+
+// Whether a < b as unsigned 64-bit ids.
+fn less(a: vec2<u32>, b: vec2<u32>) -> bool {
+    return a.y < b.y || (a.y == b.y && a.x < b.x);
+}
+
+// Table id i.
+fn table_id(i: u32) -> vec2<u32> {
+    let base = params.words_per_set + 2u * i;
+    return vec2<u32>(plan[base], plan[base + 1u]);
+}
+
+// 1 + the index of l in the missing-id table, or 0 if l is not missing.
+fn find(l: vec2<u32>) -> u32 {
+    var lo = 0u;
+    var hi = params.table_len;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (less(table_id(mid), l)) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < params.table_len && all(table_id(lo) == l)) {
+        return lo + 1u;
+    }
+    return 0u;
+}
+
+// Whether channel c is in the channel set starting at plan word `base`.
+fn has_channel(base: u32, c: u32) -> bool {
+    return ((plan[base + c / 32u] >> (c % 32u)) & 1u) == 1u;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.y * params.row_quads + gid.x;
+    if (q >= params.quads) {
+        return;
+    }
+    var foreground: array<bool, 4>;
+    var hit: array<u32, 4>;
+    for (var k = 0u; k < 4u; k++) {
+        let l = label(q, k);
+        foreground[k] = 4u * q + k < params.voxels && any(l != params.background);
+        hit[k] = 0u;
+        if (foreground[k] && params.table_len > 0u) {
+            hit[k] = find(l);
+        }
+    }
+    let sets = params.words_per_set + 2u * params.table_len;
+    for (var c = 0u; c < params.channels; c++) {
+        var word = 0u;
+        if (!has_channel(0u, c)) {
+            for (var k = 0u; k < 4u; k++) {
+                let knocked_out = hit[k] > 0u && has_channel(sets + (hit[k] - 1u) * params.words_per_set, c);
+                if (foreground[k] && !knocked_out) {
+                    word |= 1u << (8u * k);
+                }
+            }
+        }
+        mask[c * params.quads + q] = word;
+    }
+}

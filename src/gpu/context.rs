@@ -1,0 +1,169 @@
+//! [`GpuContext`]: instance, adapter, device and queue, created once and shared.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::GpuError;
+
+/// Whether a software adapter (lavapipe, llvmpipe, SwiftShader: device type `Cpu`) may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterPolicy {
+    /// Any adapter that runs compute shaders, hardware first (`--engine gpu`).
+    AnyAdapter,
+    /// Hardware adapters only (`--engine auto`: a software adapter is slower than the CPU
+    /// engine on the same cores).
+    HardwareOnly,
+}
+
+/// The device a GPU engine runs on.
+pub struct GpuContext {
+    /// The adapter.
+    pub adapter: wgpu::Adapter,
+    /// The device, created with the adapter's own limits.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter's description.
+    pub info: wgpu::AdapterInfo,
+    /// The device's limits.
+    pub limits: wgpu::Limits,
+    /// The last error no error scope caught (wgpu would otherwise panic on it).
+    pub uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Preference order of device types: discrete, integrated, virtual, other, software.
+fn device_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Preference order of backends: native compute APIs before GL.
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+impl GpuContext {
+    /// Finds the best adapter allowed by `policy` (honouring `WGPU_BACKEND` and the other
+    /// `WGPU_*` variables) and creates a device with the adapter's limits.
+    pub fn new(policy: AdapterPolicy) -> Result<Self, GpuError> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut adapters: Vec<wgpu::Adapter> =
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+                .into_iter()
+                .filter(|a| {
+                    a.get_downlevel_capabilities()
+                        .flags
+                        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+                })
+                .collect();
+        let found: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+            })
+            .collect();
+        if policy == AdapterPolicy::HardwareOnly {
+            adapters.retain(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (device_rank(i.device_type), backend_rank(i.backend))
+        });
+        let Some(adapter) = adapters.into_iter().next() else {
+            let message = if found.is_empty() {
+                "no adapter with compute shaders".to_string()
+            } else {
+                format!("only software adapters: {}", found.join(", "))
+            };
+            return Err(GpuError::NoAdapter { message });
+        };
+        let info = adapter.get_info();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("annomask"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                GpuError::Device {
+                    adapter: info.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        let limits = device.limits();
+        Ok(Self {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            uncaptured,
+        })
+    }
+
+    /// "name (backend, device type)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// Whether the adapter is a software rasteriser on the CPU.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest storage binding, in bytes (also bounded by the largest buffer).
+    pub fn max_binding(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch
+    /// into a [`GpuError::Operation`] naming `operation`.
+    pub fn scoped<T>(&self, operation: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            None => Ok(value),
+            Some(e) => Err(GpuError::Operation {
+                operation: operation.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
