@@ -47,7 +47,7 @@ pub use error::{
 pub use geometry::{Coordinate, Geometry, Roi, VoxelRegion};
 pub use groupings::{Channel, Groupings};
 pub use label::{Label, LabelArray, LabelDtype, LabelSlice};
-pub use mask::MissingAnnotationsMask;
+pub use mask::{MissingAnnotationsMask, SourceBlock};
 pub use metadata::{AnnotationState, IdStatus, LabelMetadata, SparsePolicy};
 pub use options::{EngineChoice, MaskOptions, MaskPolicy};
 pub use plan::MaskPlan;

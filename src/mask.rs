@@ -3,17 +3,35 @@
 
 use std::path::Path;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Coordinate, Roi, VoxelRegion};
 use crate::groupings::Groupings;
+use crate::label::LabelArray;
 use crate::metadata::LabelMetadata;
 use crate::options::MaskOptions;
 use crate::plan::MaskPlan;
 use crate::volume::LabelVolume;
+
+/// The source data of one region, read and ready to be computed.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SourceBlock {
+    /// Labels of a label array.
+    Labels(LabelArray),
+}
+
+impl SourceBlock {
+    /// Shape of the region in voxels.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            SourceBlock::Labels(l) => l.shape(),
+        }
+    }
+}
 
 /// A read-only, computed-on-request `u8` array of shape `(channels, *spatial)`, axes
 /// `["c"] + source axes`: 1 where channel `c` may be trained, 0 where not.
@@ -162,9 +180,43 @@ impl MissingAnnotationsMask {
 
     /// The mask of a region given in voxels.
     pub fn get_region(&self, region: &VoxelRegion) -> Result<ArrayD<u8>> {
-        let labels = self.volume.read_region(region)?;
-        self.engine
-            .compute(&self.plan, &labels, self.options.verify)
+        let block = self.read_block(region)?;
+        let mut shape = vec![self.num_channels()];
+        shape.extend_from_slice(block.shape());
+        let mut out = vec![0u8; shape.iter().product()];
+        self.compute_block(&block, &mut out)?;
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the buffer"))
+    }
+
+    /// Reads the source data of a region (the I/O half of [`MissingAnnotationsMask::get_region`];
+    /// pipelines run it on another thread than [`MissingAnnotationsMask::compute_block`]).
+    pub fn read_block(&self, region: &VoxelRegion) -> Result<SourceBlock> {
+        Ok(SourceBlock::Labels(self.volume.read_region(region)?))
+    }
+
+    /// Computes the mask of a block read by [`MissingAnnotationsMask::read_block`] into `out`,
+    /// channel-major: `num_channels() * voxels` bytes, channel `c` of voxel `i` (C order within
+    /// the block) at `c * voxels + i`.
+    pub fn compute_block(&self, block: &SourceBlock, out: &mut [u8]) -> Result<()> {
+        match block {
+            SourceBlock::Labels(labels) => self.engine.compute_into(
+                &self.plan,
+                labels.as_slice(),
+                labels.shape(),
+                out,
+                self.options.verify,
+            ),
+        }
+    }
+
+    /// Shape of the source in voxels.
+    pub fn shape(&self) -> &[u64] {
+        self.volume.shape()
+    }
+
+    /// Chunk shape of the source in voxels (blockwise pipelines align to it).
+    pub fn chunk_shape(&self) -> &[u64] {
+        self.volume.chunk_shape()
     }
 
     /// The plan both engines execute.
