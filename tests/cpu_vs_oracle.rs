@@ -25,6 +25,12 @@ proptest! {
         prop_assert_eq!(mask.shape(), &want_shape[..]);
         let want = common::oracle(&common::bits(&labels), &c.channels, &c.missing, c.background, c.per_voxel);
         prop_assert_eq!(mask.as_slice().unwrap(), &want[..]);
+        // Every store mode and instruction set this CPU has gives the same bytes.
+        for tuning in cpu::Tuning::all() {
+            let mut out = vec![9u8; want.len()];
+            cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, tuning);
+            prop_assert_eq!(&out, &want, "{:?}", tuning);
+        }
     }
 }
 
@@ -43,4 +49,49 @@ fn negative_signed_labels_are_not_background_and_match_only_their_bit_pattern() 
         mask.as_slice().unwrap(),
         &[0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1]
     );
+}
+
+/// An output above the streaming threshold, with small (<= 8 ids) and large per-voxel tables,
+/// in every tuning: the fast paths cover many blocks and unaligned channel starts.
+#[test]
+fn large_outputs_in_every_tuning() {
+    let n = (1 << 20) + 13; // channel starts are not 16-byte aligned
+    let raw: Vec<u64> = (0..n as u64)
+        .map(|i| annomask::synth::splitmix64(i) % 40)
+        .collect();
+    for dtype in [annomask::LabelDtype::U64, annomask::LabelDtype::I16] {
+        let labels = labels_of(dtype, &[n], &raw);
+        let channels: Vec<Vec<u64>> = (0..9)
+            .map(|c| vec![3 * c + 1, 3 * c + 2, 3 * c + 3])
+            .collect();
+        for missing in [
+            BTreeSet::from([4, 11, 0]),
+            (1..30).step_by(2).collect::<BTreeSet<u64>>(),
+        ] {
+            for per_voxel in [false, true] {
+                let policy = if per_voxel {
+                    MaskPolicy::PerVoxel
+                } else {
+                    MaskPolicy::WholeChannel
+                };
+                let plan = MaskPlan::new(
+                    &groupings(&channels),
+                    &missing,
+                    &MaskOptions::default().policy(policy),
+                );
+                let want =
+                    common::oracle(&common::bits(&labels), &channels, &missing, 0, per_voxel);
+                assert!(want.len() >= annomask::cpu::stream::STREAM_MIN_BYTES);
+                for tuning in cpu::Tuning::all() {
+                    let mut out = vec![9u8; want.len()];
+                    cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, tuning);
+                    assert!(
+                        out == want,
+                        "{dtype} {tuning:?} per_voxel={per_voxel} table={}",
+                        missing.len()
+                    );
+                }
+            }
+        }
+    }
 }
