@@ -1,10 +1,13 @@
 // annomask: the missing-annotation mask of one block of labels, all channels in one dispatch.
 //
-// Each invocation takes one quad of 4 consecutive voxels: it reads their labels once, tests
-// each against the background and (per-voxel policy) the sorted missing-id table, then writes
-// one u32 per channel holding the 4 voxels' mask bytes. Channel c of the block occupies words
-// [c * quads, (c + 1) * quads), so the output is the (c, voxel) u8 array, each channel padded
-// to a multiple of 4 voxels.
+// Two entry points share the per-voxel test (background, then the sorted missing-id table of
+// the per-voxel policy):
+// - `main`: one invocation per quad of 4 voxels; it reads their labels once and writes one u32
+//   per channel holding the 4 voxels' mask bytes. Channel c occupies words
+//   [c * stride, (c + 1) * stride) with stride = quads, so the output is the (c, voxel) u8
+//   array, each channel padded to a multiple of 4 voxels.
+// - `main_packed`: one invocation per 32 voxels; it writes one u32 per channel whose bit b is
+//   voxel 32 w + b (1 bit per voxel, stride = ceil(voxels / 32) words per channel).
 //
 // Labels arrive as u32 words: 4 per word (8-bit), 2 per word (16-bit), 1 (32-bit), or two words
 // per label, low word first (64-bit). Every label is compared as a 64-bit id held in a
@@ -26,11 +29,12 @@ struct Params {
     words_per_set: u32,
     // Entries in the missing-id table (0 under the whole-channel policy).
     table_len: u32,
-    _pad0: u32,
+    // Output words per channel: quads (main) or ceil(voxels / 32) (main_packed).
+    stride: u32,
     // The background id as (low, high) words.
     background: vec2<u32>,
-    // Quads per row of the dispatch grid (workgroups in x * 256).
-    row_quads: u32,
+    // Invocations per row of the dispatch grid (workgroups in x * 256).
+    row_width: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
@@ -102,33 +106,73 @@ fn has_channel(base: u32, c: u32) -> bool {
     return ((plan[base + c / 32u] >> (c % 32u)) & 1u) == 1u;
 }
 
+// Whether voxel v (label l) is foreground, and 1 + its missing-table index (0: not missing).
+fn classify(v: u32, l: vec2<u32>) -> vec2<u32> {
+    let foreground = v < params.voxels && any(l != params.background);
+    var hit = 0u;
+    if (foreground && params.table_len > 0u) {
+        hit = find(l);
+    }
+    return vec2<u32>(select(0u, 1u, foreground), hit);
+}
+
+// Whether a foreground voxel with table hit `hit` is knocked out of channel c.
+fn knocked_out(hit: u32, c: u32) -> bool {
+    let sets = params.words_per_set + 2u * params.table_len;
+    return hit > 0u && has_channel(sets + (hit - 1u) * params.words_per_set, c);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = gid.y * params.row_quads + gid.x;
-    if (q >= params.quads) {
+    let q = gid.y * params.row_width + gid.x;
+    if (q >= params.stride) {
         return;
     }
-    var foreground: array<bool, 4>;
-    var hit: array<u32, 4>;
+    var voxel: array<vec2<u32>, 4>;
     for (var k = 0u; k < 4u; k++) {
-        let l = label(q, k);
-        foreground[k] = 4u * q + k < params.voxels && any(l != params.background);
-        hit[k] = 0u;
-        if (foreground[k] && params.table_len > 0u) {
-            hit[k] = find(l);
-        }
+        voxel[k] = classify(4u * q + k, label(q, k));
     }
-    let sets = params.words_per_set + 2u * params.table_len;
     for (var c = 0u; c < params.channels; c++) {
         var word = 0u;
         if (!has_channel(0u, c)) {
             for (var k = 0u; k < 4u; k++) {
-                let knocked_out = hit[k] > 0u && has_channel(sets + (hit[k] - 1u) * params.words_per_set, c);
-                if (foreground[k] && !knocked_out) {
+                if (voxel[k].x == 1u && !knocked_out(voxel[k].y, c)) {
                     word |= 1u << (8u * k);
                 }
             }
         }
-        mask[c * params.quads + q] = word;
+        mask[c * params.stride + q] = word;
+    }
+}
+
+@compute @workgroup_size(256)
+fn main_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let w = gid.y * params.row_width + gid.x;
+    if (w >= params.stride) {
+        return;
+    }
+    var foreground = 0u;
+    var hit: array<u32, 32>;
+    var any_hit = false;
+    for (var b = 0u; b < 32u; b++) {
+        let q = 8u * w + b / 4u;
+        let voxel = classify(32u * w + b, label(q, b % 4u));
+        foreground |= voxel.x << b;
+        hit[b] = voxel.y;
+        any_hit = any_hit || voxel.y > 0u;
+    }
+    for (var c = 0u; c < params.channels; c++) {
+        var word = 0u;
+        if (!has_channel(0u, c)) {
+            word = foreground;
+            if (any_hit) {
+                for (var b = 0u; b < 32u; b++) {
+                    if (knocked_out(hit[b], c)) {
+                        word &= ~(1u << b);
+                    }
+                }
+            }
+        }
+        mask[c * params.stride + w] = word;
     }
 }

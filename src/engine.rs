@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
 
+use crate::bits::MaskLayout;
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterPolicy, GpuEngine};
@@ -102,14 +103,42 @@ impl Engine {
         out: &mut [u8],
         verify: bool,
     ) -> Result<()> {
+        self.compute_layout_into(plan, labels, shape, out, MaskLayout::Bytes, verify)
+    }
+
+    /// The bit-packed mask of `labels` into `out` (see [`crate::bits`]).
+    pub fn compute_packed_into(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        shape: &[usize],
+        out: &mut [u8],
+        verify: bool,
+    ) -> Result<()> {
+        self.compute_layout_into(plan, labels, shape, out, MaskLayout::Bits, verify)
+    }
+
+    /// [`Engine::compute_into`] or [`Engine::compute_packed_into`] by `layout`.
+    pub fn compute_layout_into(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        shape: &[usize],
+        out: &mut [u8],
+        layout: MaskLayout,
+        verify: bool,
+    ) -> Result<()> {
+        let cpu_into = |out: &mut [u8]| {
+            cpu::compute_into_tuned(plan, labels, out, layout, cpu::Tuning::auto(out.len()))
+        };
         match &self.backend {
-            Backend::Cpu => cpu::compute_into(plan, labels, out),
-            Backend::Gpu(g) => g.compute_into(plan, labels, out)?,
+            Backend::Cpu => cpu_into(out),
+            Backend::Gpu(g) => g.compute_layout_into(plan, labels, out, layout)?,
         }
         if verify && !matches!(self.backend, Backend::Cpu) {
             let mut expected = vec![0u8; out.len()];
-            cpu::compute_into(plan, labels, &mut expected);
-            check_equal(self.name(), shape, out, &expected)?;
+            cpu_into(&mut expected);
+            check_equal(self.name(), shape, layout, out, &expected)?;
         }
         Ok(())
     }
@@ -129,13 +158,28 @@ impl Engine {
     }
 }
 
-/// Fails with the first differing voxel of two channel-major masks over `shape`.
-pub fn check_equal(engine: &str, shape: &[usize], got: &[u8], expected: &[u8]) -> Result<()> {
+/// Fails with the first differing voxel of two channel-major masks over `shape`, laid out as
+/// `layout`.
+pub fn check_equal(
+    engine: &str,
+    shape: &[usize],
+    layout: MaskLayout,
+    got: &[u8],
+    expected: &[u8],
+) -> Result<()> {
     let Some(i) = got.iter().zip(expected).position(|(a, b)| a != b) else {
         return Ok(());
     };
     let n: usize = shape.iter().product();
-    let (channel, mut flat) = (i / n.max(1), i % n.max(1));
+    let channel_len = layout.channel_len(n).max(1);
+    let (channel, byte) = (i / channel_len, i % channel_len);
+    let (mut flat, got_value, expected_value) = match layout {
+        MaskLayout::Bytes => (byte, got[i], expected[i]),
+        MaskLayout::Bits => {
+            let bit = (got[i] ^ expected[i]).trailing_zeros() as usize;
+            (8 * byte + bit, got[i] >> bit & 1, expected[i] >> bit & 1)
+        }
+    };
     let mut voxel = vec![0u64; shape.len()];
     for d in (0..shape.len()).rev() {
         voxel[d] = (flat % shape[d]) as u64;
@@ -145,8 +189,8 @@ pub fn check_equal(engine: &str, shape: &[usize], got: &[u8], expected: &[u8]) -
         engine: engine.to_string(),
         channel,
         voxel,
-        got: got[i],
-        expected: expected[i],
+        got: got_value,
+        expected: expected_value,
     })
 }
 
@@ -158,12 +202,20 @@ mod tests {
     fn check_equal_names_the_first_difference() {
         let a = [0u8, 1, 1, 0, 1, 1];
         let mut b = a;
-        assert!(check_equal("gpu", &[1, 3], &a, &b).is_ok());
+        assert!(check_equal("gpu", &[1, 3], MaskLayout::Bytes, &a, &b).is_ok());
         b[5] = 0;
-        let err = check_equal("gpu", &[1, 3], &a, &b).unwrap_err();
+        let err = check_equal("gpu", &[1, 3], MaskLayout::Bytes, &a, &b).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("channel 1, voxel [0, 2]") && msg.contains("gpu gave 1, cpu gave 0"),
+            "{msg}"
+        );
+        // Packed: 10 voxels per channel take 2 bytes; bit 1 of channel 1's second byte is voxel 9.
+        let got = [0u8, 0, 0, 0b10];
+        let err = check_equal("gpu", &[2, 5], MaskLayout::Bits, &got, &[0; 4]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("channel 1, voxel [1, 4]: gpu gave 1, cpu gave 0"),
             "{msg}"
         );
     }

@@ -6,8 +6,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use annomask::bits::MaskLayout;
 use annomask::{LabelArray, MaskOptions, MaskPlan, MaskPolicy, cpu};
-use common::{case, groupings, labels_of};
+use common::{case, groupings, labels_of, pack_channels};
 use proptest::prelude::*;
 
 proptest! {
@@ -26,10 +27,16 @@ proptest! {
         let want = common::oracle(&common::bits(&labels), &c.channels, &c.missing, c.background, c.per_voxel);
         prop_assert_eq!(mask.as_slice().unwrap(), &want[..]);
         // Every store mode and instruction set this CPU has gives the same bytes.
+        // Bit-packed: each channel's bytes packed LSB first.
+        let n = labels.as_slice().len();
+        let want_bits = pack_channels(&want, n);
         for tuning in cpu::Tuning::all() {
             let mut out = vec![9u8; want.len()];
-            cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, tuning);
+            cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, MaskLayout::Bytes, tuning);
             prop_assert_eq!(&out, &want, "{:?}", tuning);
+            let mut packed = vec![9u8; want_bits.len()];
+            cpu::compute_into_tuned(&plan, labels.as_slice(), &mut packed, MaskLayout::Bits, tuning);
+            prop_assert_eq!(&packed, &want_bits, "packed {:?}", tuning);
         }
     }
 }
@@ -82,13 +89,32 @@ fn large_outputs_in_every_tuning() {
                 let want =
                     common::oracle(&common::bits(&labels), &channels, &missing, 0, per_voxel);
                 assert!(want.len() >= annomask::cpu::stream::STREAM_MIN_BYTES);
+                let want_bits = pack_channels(&want, n);
                 for tuning in cpu::Tuning::all() {
                     let mut out = vec![9u8; want.len()];
-                    cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, tuning);
+                    cpu::compute_into_tuned(
+                        &plan,
+                        labels.as_slice(),
+                        &mut out,
+                        MaskLayout::Bytes,
+                        tuning,
+                    );
                     assert!(
                         out == want,
                         "{dtype} {tuning:?} per_voxel={per_voxel} table={}",
                         missing.len()
+                    );
+                    let mut packed = vec![9u8; want_bits.len()];
+                    cpu::compute_into_tuned(
+                        &plan,
+                        labels.as_slice(),
+                        &mut packed,
+                        MaskLayout::Bits,
+                        tuning,
+                    );
+                    assert!(
+                        packed == want_bits,
+                        "packed {dtype} {tuning:?} per_voxel={per_voxel}"
                     );
                 }
             }

@@ -9,9 +9,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
+use annomask::bits::MaskLayout;
 use annomask::gpu::{GpuEngine, twin};
 use annomask::{Engine, LabelArray, LabelSlice, MaskOptions, MaskPlan, MaskPolicy, cpu};
-use common::{Case, case, groupings, labels_of};
+use common::{Case, case, groupings, labels_of, pack_channels};
 use proptest::prelude::*;
 
 /// The shared GPU engines (default blocks, and blocks of 64 voxels), or `None` with the reason
@@ -20,7 +21,7 @@ fn gpus() -> Option<&'static (Arc<GpuEngine>, Arc<GpuEngine>)> {
     static GPUS: OnceLock<Option<(Arc<GpuEngine>, Arc<GpuEngine>)>> = OnceLock::new();
     GPUS.get_or_init(|| {
         let made =
-            GpuEngine::new().and_then(|a| Ok((a, GpuEngine::new()?.with_max_block_voxels(64))));
+            GpuEngine::new().and_then(|a| Ok((a, GpuEngine::new()?.with_max_block_voxels(96))));
         match made {
             Ok((a, b)) => {
                 eprintln!("GPU tests on {}", a.context().describe());
@@ -67,12 +68,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
-    fn twin_equals_oracle(c in case(), block in 1usize..40) {
+    fn twin_equals_oracle(c in case(), block in 1usize..200) {
         let labels = labels_of(c.dtype, &c.shape, &c.raw);
         let plan = plan_of(&c);
-        let mut out = vec![7u8; labels.as_slice().len() * plan.num_channels()];
-        twin::compute_into(&plan, labels.as_slice(), &mut out, block);
-        prop_assert_eq!(out, expected(&c, &labels));
+        let want = expected(&c, &labels);
+        let n = labels.as_slice().len();
+        let mut out = vec![7u8; want.len()];
+        twin::compute_into(&plan, labels.as_slice(), &mut out, MaskLayout::Bytes, block);
+        prop_assert_eq!(&out, &want);
+        let want_bits = pack_channels(&want, n);
+        let mut packed = vec![7u8; want_bits.len()];
+        twin::compute_into(&plan, labels.as_slice(), &mut packed, MaskLayout::Bits, block);
+        prop_assert_eq!(packed, want_bits);
     }
 
     #[test]
@@ -83,10 +90,14 @@ proptest! {
         let want = expected(&c, &labels);
         let on_cpu = cpu::compute(&plan, &labels);
         prop_assert_eq!(on_cpu.as_slice().unwrap(), &want[..]);
+        let want_bits = pack_channels(&want, labels.as_slice().len());
         for gpu in [whole, small_blocks] {
             let mut out = vec![7u8; want.len()];
             gpu.compute_into(&plan, labels.as_slice(), &mut out).unwrap();
             prop_assert_eq!(&out, &want);
+            let mut packed = vec![7u8; want_bits.len()];
+            gpu.compute_packed_into(&plan, labels.as_slice(), &mut packed).unwrap();
+            prop_assert_eq!(&packed, &want_bits);
         }
     }
 }

@@ -20,7 +20,10 @@ fn validate(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo)
 #[test]
 fn mask_wgsl_validates_and_specialises_for_every_dtype() {
     let (module, info) = validate("mask.wgsl", MASK_WGSL);
-    for dtype in LabelDtype::ALL {
+    for (dtype, entry) in LabelDtype::ALL
+        .into_iter()
+        .flat_map(|d| ["main", "main_packed"].map(|e| (d, e)))
+    {
         let (bits, signed) = label_constants(dtype);
         let mut constants = naga::back::PipelineConstants::default();
         constants.insert("LABEL_BITS".to_string(), bits as f64);
@@ -28,20 +31,20 @@ fn mask_wgsl_validates_and_specialises_for_every_dtype() {
         let (specialised, spec_info) = naga::back::pipeline_constants::process_overrides(
             &module,
             &info,
-            Some((naga::ShaderStage::Compute, "main")),
+            Some((naga::ShaderStage::Compute, entry)),
             &constants,
         )
-        .unwrap_or_else(|e| panic!("mask.wgsl for {dtype}: {e:?}"));
+        .unwrap_or_else(|e| panic!("mask.wgsl {entry} for {dtype}: {e:?}"));
         naga::back::spv::write_vec(
             &specialised,
             &spec_info,
             &naga::back::spv::Options::default(),
             Some(&naga::back::spv::PipelineOptions {
                 shader_stage: naga::ShaderStage::Compute,
-                entry_point: "main".into(),
+                entry_point: entry.into(),
             }),
         )
-        .unwrap_or_else(|e| panic!("mask.wgsl for {dtype} to SPIR-V: {e:?}"));
+        .unwrap_or_else(|e| panic!("mask.wgsl {entry} for {dtype} to SPIR-V: {e:?}"));
     }
 }
 

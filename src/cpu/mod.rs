@@ -29,6 +29,8 @@ use crate::plan::MaskPlan;
 use crate::with_labels;
 use stream::Store;
 
+use crate::bits::{self, MaskLayout};
+
 /// Voxels per block of parallel work: 32 Ki voxels (256 KiB of u64 labels), small enough that a
 /// block's labels and its scratch stay in L2 while the channels are written.
 pub const BLOCK_VOXELS: usize = 1 << 15;
@@ -116,32 +118,42 @@ impl<T: Label> TypedPlan<T> {
         &self,
         labels: &[T],
         outs: &mut [&mut [u8]],
-        store: Store,
+        sink: Sink,
         scratch: &mut Scratch,
     ) {
-        self.block(labels, outs, store, scratch)
+        self.block(labels, outs, sink, scratch)
     }
 
     /// [`TypedPlan::block`] in the version `tuning` asks for.
     fn run_block(
         &self,
         tuning: Tuning,
+        layout: MaskLayout,
         labels: &[T],
         outs: &mut [&mut [u8]],
         scratch: &mut Scratch,
     ) {
+        let sink = Sink {
+            store: tuning.store,
+            layout,
+        };
         #[cfg(target_arch = "x86_64")]
         if tuning.avx2 && avx2_detected() {
             // SAFETY: the CPU was just detected to support AVX2.
-            return unsafe { self.block_avx2(labels, outs, tuning.store, scratch) };
+            return unsafe { self.block_avx2(labels, outs, sink, scratch) };
         }
-        self.block(labels, outs, tuning.store, scratch)
+        self.block(labels, outs, sink, scratch)
     }
 
     /// Computes one block: `outs[c]` receives channel `c` of `labels`.
     #[inline(always)]
-    fn block(&self, labels: &[T], outs: &mut [&mut [u8]], store: Store, scratch: &mut Scratch) {
-        let Scratch { fg, hits, channel } = scratch;
+    fn block(&self, labels: &[T], outs: &mut [&mut [u8]], sink: Sink, scratch: &mut Scratch) {
+        let Scratch {
+            fg,
+            hits,
+            channel,
+            packed,
+        } = scratch;
         fg.clear();
         fg.resize(labels.len(), 0);
         if self.small_table.is_empty() {
@@ -159,8 +171,8 @@ impl<T: Label> TypedPlan<T> {
         }
         for (rule, out) in self.rules.iter().zip(outs.iter_mut()) {
             match rule {
-                Rule::Zero => store.zero(out),
-                Rule::Foreground => store.copy(out, fg),
+                Rule::Zero => sink.store.zero(out),
+                Rule::Foreground => sink.emit(out, fg, packed),
                 Rule::KnockOut(bits) => {
                     channel.clear();
                     channel.extend(
@@ -168,7 +180,7 @@ impl<T: Label> TypedPlan<T> {
                             .zip(hits.iter())
                             .map(|(&f, &h)| f & ((h & bits) == 0) as u8),
                     );
-                    store.copy(out, channel);
+                    sink.emit(out, channel, packed);
                 }
                 Rule::Except(ids) => {
                     channel.clear();
@@ -177,11 +189,11 @@ impl<T: Label> TypedPlan<T> {
                             .zip(labels)
                             .map(|(&f, l)| f & ids.binary_search(l).is_err() as u8),
                     );
-                    store.copy(out, channel);
+                    sink.emit(out, channel, packed);
                 }
             }
         }
-        store.fence();
+        sink.store.fence();
     }
 }
 
@@ -232,9 +244,33 @@ fn classify<T: Label>(
     }
 }
 
+/// Where a block's channel bytes go: stored as bytes, or packed to bits first.
+#[derive(Clone, Copy, Debug)]
+struct Sink {
+    store: Store,
+    layout: MaskLayout,
+}
+
+impl Sink {
+    /// Writes one channel's 0/1 bytes of a block to `out`; `packed` is scratch for the bits.
+    #[inline(always)]
+    fn emit(self, out: &mut [u8], bytes: &[u8], packed: &mut Vec<u8>) {
+        match self.layout {
+            MaskLayout::Bytes => self.store.copy(out, bytes),
+            MaskLayout::Bits => {
+                packed.resize(bits::packed_len(bytes.len()), 0);
+                bits::pack_into(bytes, packed);
+                self.store.copy(out, packed);
+            }
+        }
+    }
+}
+
 /// Per-thread buffers of the block kernel, reused between blocks.
 #[derive(Default)]
 struct Scratch {
+    /// A channel packed to bits.
+    packed: Vec<u8>,
     /// `labels != background`, one byte per voxel.
     fg: Vec<u8>,
     /// Bit `i`: the voxel equals small-table entry `i`.
@@ -290,31 +326,72 @@ impl Tuning {
 /// # Panics
 /// If `out.len() != plan.num_channels() * labels.len()`.
 pub fn compute_into(plan: &MaskPlan, labels: LabelSlice<'_>, out: &mut [u8]) {
-    compute_into_tuned(plan, labels, out, Tuning::auto(out.len()))
+    compute_into_tuned(
+        plan,
+        labels,
+        out,
+        MaskLayout::Bytes,
+        Tuning::auto(out.len()),
+    )
 }
 
-/// [`compute_into`] with an explicit [`Tuning`] (every tuning gives the same bytes).
-pub fn compute_into_tuned(plan: &MaskPlan, labels: LabelSlice<'_>, out: &mut [u8], tuning: Tuning) {
-    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, out, tuning))
+/// The bit-packed mask of `labels` into `out` (see [`crate::bits`]): channel `c` takes bytes
+/// `c * packed_len(n) ..`, voxel `i` at bit `i % 8` of its byte `i / 8`.
+///
+/// ```
+/// use std::collections::BTreeSet;
+/// use annomask::{bits, cpu, Groupings, LabelSlice, MaskOptions, MaskPlan};
+/// let plan = MaskPlan::new(&Groupings::new([("all", vec![])])?, &BTreeSet::new(),
+///     &MaskOptions::default());
+/// let labels = [0u8, 5, 5, 0, 1, 1, 1, 1, 9];
+/// let mut out = vec![0u8; bits::packed_len(labels.len())];
+/// cpu::compute_packed_into(&plan, LabelSlice::from(&labels[..]), &mut out);
+/// assert_eq!(out, [0b1111_0110, 0b1]);
+/// # Ok::<(), annomask::GroupingsError>(())
+/// ```
+///
+/// # Panics
+/// If `out.len() != plan.num_channels() * packed_len(labels.len())`.
+pub fn compute_packed_into(plan: &MaskPlan, labels: LabelSlice<'_>, out: &mut [u8]) {
+    compute_into_tuned(plan, labels, out, MaskLayout::Bits, Tuning::auto(out.len()))
 }
 
-fn compute_typed<T: Label>(plan: &MaskPlan, labels: &[T], out: &mut [u8], tuning: Tuning) {
+/// [`compute_into`] or [`compute_packed_into`] with an explicit [`Tuning`] (every tuning gives
+/// the same bytes).
+pub fn compute_into_tuned(
+    plan: &MaskPlan,
+    labels: LabelSlice<'_>,
+    out: &mut [u8],
+    layout: MaskLayout,
+    tuning: Tuning,
+) {
+    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, out, layout, tuning))
+}
+
+fn compute_typed<T: Label>(
+    plan: &MaskPlan,
+    labels: &[T],
+    out: &mut [u8],
+    layout: MaskLayout,
+    tuning: Tuning,
+) {
     let n = labels.len();
+    let channel_len = layout.channel_len(n);
     assert_eq!(
         out.len(),
-        plan.num_channels() * n,
-        "output holds {} bytes, the mask needs {} channels x {} voxels",
+        plan.num_channels() * channel_len,
+        "output holds {} bytes, the {layout:?} mask needs {} channels x {channel_len}",
         out.len(),
         plan.num_channels(),
-        n
     );
     if n == 0 || plan.num_channels() == 0 {
         return;
     }
     let typed = TypedPlan::<T>::new(plan);
+    let block_out = layout.channel_len(BLOCK_VOXELS);
     let mut channels: Vec<_> = out
-        .chunks_mut(n)
-        .map(|c| c.chunks_mut(BLOCK_VOXELS))
+        .chunks_mut(channel_len)
+        .map(|c| c.chunks_mut(block_out))
         .collect();
     let blocks: Vec<(&[T], Vec<&mut [u8]>)> = labels
         .chunks(BLOCK_VOXELS)
@@ -329,7 +406,7 @@ fn compute_typed<T: Label>(plan: &MaskPlan, labels: &[T], out: &mut [u8], tuning
     blocks
         .into_par_iter()
         .for_each_init(Scratch::default, |scratch, (block, mut outs)| {
-            typed.run_block(tuning, block, &mut outs, scratch)
+            typed.run_block(tuning, layout, block, &mut outs, scratch)
         });
 }
 

@@ -4,6 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::bits::{MaskLayout, packed_len};
 use crate::label::{LabelDtype, LabelSlice};
 use crate::plan::MaskPlan;
 
@@ -27,12 +28,12 @@ pub struct Params {
     pub words_per_set: u32,
     /// Entries of the missing-id table the block applies.
     pub table_len: u32,
-    /// Padding.
-    pub _pad0: u32,
+    /// Output words per channel: `quads` (bytes) or `ceil(voxels / 32)` (bits).
+    pub stride: u32,
     /// Background id, (low, high).
     pub background: [u32; 2],
-    /// Quads per row of the dispatch grid.
-    pub row_quads: u32,
+    /// Invocations per row of the dispatch grid.
+    pub row_width: u32,
     /// Padding.
     pub _pad1: u32,
     /// Padding.
@@ -75,25 +76,53 @@ pub fn quads(voxels: usize) -> usize {
     voxels.div_ceil(4)
 }
 
-/// The dispatch grid `(x, y)` in workgroups for `quads` quads: x at most 65535.
-pub fn grid(quads: usize) -> (u32, u32) {
-    let groups = quads.div_ceil(WORKGROUP_SIZE as usize).max(1);
+/// The dispatch grid `(x, y)` in workgroups for `invocations` invocations: x at most 65535.
+pub fn grid(invocations: usize) -> (u32, u32) {
+    let groups = invocations.div_ceil(WORKGROUP_SIZE as usize).max(1);
     let x = groups.min(MAX_WORKGROUPS_PER_DIMENSION as usize);
     (x as u32, groups.div_ceil(x) as u32)
 }
 
+/// Output words per channel of a block of `voxels`: one per quad (bytes) or per 32 voxels
+/// (bits). Also the number of invocations of the dispatch.
+pub fn stride(voxels: usize, layout: MaskLayout) -> usize {
+    match layout {
+        MaskLayout::Bytes => quads(voxels),
+        MaskLayout::Bits => voxels.div_ceil(32),
+    }
+}
+
+/// The entry point of `mask.wgsl` for a layout.
+pub fn entry_point(layout: MaskLayout) -> &'static str {
+    match layout {
+        MaskLayout::Bytes => "main",
+        MaskLayout::Bits => "main_packed",
+    }
+}
+
+/// Bytes of labels the kernel may read for a block of `voxels` (whole invocations: quads for
+/// bytes, 32 voxels for bits). The buffer must hold this many bytes.
+pub fn label_bytes(voxels: usize, dtype: LabelDtype, layout: MaskLayout) -> usize {
+    let whole = match layout {
+        MaskLayout::Bytes => 4 * quads(voxels),
+        MaskLayout::Bits => 32 * stride(voxels, layout),
+    };
+    whole * dtype.size()
+}
+
 /// The uniform for a block of `voxels` voxels.
-pub fn params(plan: &MaskPlan, voxels: usize) -> Params {
-    let q = quads(voxels);
-    let (x, _) = grid(q);
+pub fn params(plan: &MaskPlan, voxels: usize, layout: MaskLayout) -> Params {
+    let invocations = stride(voxels, layout);
+    let (x, _) = grid(invocations);
     Params {
         voxels: voxels as u32,
-        quads: q as u32,
+        quads: quads(voxels) as u32,
         channels: plan.num_channels() as u32,
         words_per_set: plan.words_per_set() as u32,
         table_len: plan.voxel_table().len() as u32,
+        stride: invocations as u32,
         background: split(plan.background()),
-        row_quads: x * WORKGROUP_SIZE,
+        row_width: x * WORKGROUP_SIZE,
         ..Params::default()
     }
 }
@@ -103,10 +132,13 @@ pub fn quad_bytes(dtype: LabelDtype) -> usize {
     4 * dtype.size()
 }
 
+/// Every block but the last is a multiple of this many voxels: whole quads, whole packed words.
+pub const BLOCK_QUANTUM: usize = 32;
+
 /// The blocks `(start, voxels)` that cover `n` voxels, each at most `max_voxels` (rounded
-/// down to a multiple of 4, at least 4), so every block but the last is whole quads.
+/// down to a multiple of [`BLOCK_QUANTUM`], at least one quantum).
 pub fn blocks(n: usize, max_voxels: usize) -> impl Iterator<Item = (usize, usize)> {
-    let step = (max_voxels / 4 * 4).max(4);
+    let step = (max_voxels / BLOCK_QUANTUM * BLOCK_QUANTUM).max(BLOCK_QUANTUM);
     (0..n)
         .step_by(step)
         .map(move |start| (start, step.min(n - start)))
@@ -125,13 +157,24 @@ pub fn label_upload<'a>(labels: &LabelSlice<'a>) -> (&'a [u8], Option<[u8; 4]>) 
     (&bytes[..whole], tail)
 }
 
-/// Copies a block's mask (channel-major, each channel `4 * quads` bytes) into the whole
-/// channel-major output of `n` voxels per channel, at voxel `start`.
-pub fn scatter(out: &mut [u8], n: usize, start: usize, voxels: usize, block_mask: &[u8]) {
-    let stride = 4 * quads(voxels);
-    for (c, channel) in out.chunks_mut(n).enumerate() {
-        channel[start..start + voxels]
-            .copy_from_slice(&block_mask[c * stride..c * stride + voxels]);
+/// Copies a block's mask (channel-major, each channel `4 * stride` bytes) into the whole
+/// channel-major output of `n` voxels per channel, at voxel `start` (a multiple of 8).
+pub fn scatter(
+    out: &mut [u8],
+    n: usize,
+    start: usize,
+    voxels: usize,
+    layout: MaskLayout,
+    block_mask: &[u8],
+) {
+    let block_stride = 4 * stride(voxels, layout);
+    let (channel_len, at, len) = match layout {
+        MaskLayout::Bytes => (n, start, voxels),
+        MaskLayout::Bits => (packed_len(n), start / 8, packed_len(voxels)),
+    };
+    for (c, channel) in out.chunks_mut(channel_len).enumerate() {
+        channel[at..at + len]
+            .copy_from_slice(&block_mask[c * block_stride..c * block_stride + len]);
     }
 }
 
@@ -143,7 +186,7 @@ mod tests {
     fn params_match_the_wgsl_layout() {
         assert_eq!(std::mem::size_of::<Params>(), 48);
         assert_eq!(std::mem::offset_of!(Params, background), 24);
-        assert_eq!(std::mem::offset_of!(Params, row_quads), 32);
+        assert_eq!(std::mem::offset_of!(Params, row_width), 32);
     }
 
     #[test]
@@ -155,8 +198,8 @@ mod tests {
 
     #[test]
     fn blocks_are_whole_quads_but_the_last() {
-        let b: Vec<_> = blocks(23, 10).collect();
-        assert_eq!(b, [(0, 8), (8, 8), (16, 7)]);
+        let b: Vec<_> = blocks(75, 40).collect();
+        assert_eq!(b, [(0, 32), (32, 32), (64, 11)]);
         assert_eq!(blocks(3, 1).collect::<Vec<_>>(), [(0, 3)]);
         assert_eq!(blocks(0, 8).count(), 0);
     }

@@ -32,6 +32,7 @@ use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
 use pipeline::MaskPipelines;
 
+use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelSlice;
 use crate::plan::MaskPlan;
@@ -136,7 +137,9 @@ impl GpuEngine {
         let limit = self.ctx.max_binding() as usize;
         let by_labels = limit / label_size;
         let by_output = limit / channels.max(1);
-        self.max_block_voxels.min(by_labels).min(by_output) / 4 * 4
+        // Bytes output is the larger: one byte per voxel per channel (bits need an eighth).
+        self.max_block_voxels.min(by_labels).min(by_output) / layout::BLOCK_QUANTUM
+            * layout::BLOCK_QUANTUM
     }
 
     /// Computes the mask of `labels` into `out`, channel-major (`out[c * n + i]`), exactly as
@@ -150,43 +153,63 @@ impl GpuEngine {
         labels: LabelSlice<'_>,
         out: &mut [u8],
     ) -> Result<(), GpuError> {
+        self.compute_layout_into(plan, labels, out, MaskLayout::Bytes)
+    }
+
+    /// The bit-packed mask (see [`crate::bits`]), exactly as [`crate::cpu::compute_packed_into`].
+    ///
+    /// # Panics
+    /// If `out.len() != plan.num_channels() * packed_len(labels.len())`.
+    pub fn compute_packed_into(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        out: &mut [u8],
+    ) -> Result<(), GpuError> {
+        self.compute_layout_into(plan, labels, out, MaskLayout::Bits)
+    }
+
+    /// [`GpuEngine::compute_into`] or [`GpuEngine::compute_packed_into`] by `layout`.
+    pub fn compute_layout_into(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        out: &mut [u8],
+        layout: MaskLayout,
+    ) -> Result<(), GpuError> {
         let n = labels.len();
         let channels = plan.num_channels();
+        let need = channels * layout.channel_len(n);
         assert_eq!(
             out.len(),
-            n * channels,
-            "output holds {} bytes, the mask needs {channels} x {n}",
+            need,
+            "output holds {} bytes, the {layout:?} mask needs {need}",
             out.len()
         );
         if n == 0 || channels == 0 {
             return Ok(());
         }
         let dtype = labels.dtype();
-        let pipeline = self.pipelines.get(&self.ctx, dtype)?;
+        let pipeline = self.pipelines.get(&self.ctx, dtype, layout)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
-        let plan_words = layout::plan_words(plan);
-        let plan_buffer = buffers
-            .plan
-            .ensure(&self.ctx, 4 * plan_words.len() as u64)?
-            .clone();
-        self.ctx
-            .queue
-            .write_buffer(&plan_buffer, 0, bytemuck::cast_slice(&plan_words));
+        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
         let block_voxels = self.block_voxels(channels, dtype.size());
         let result = (|| {
             for (i, (start, voxels)) in layout::blocks(n, block_voxels).enumerate() {
                 let slot = &mut buffers.slots[i % 2];
                 if let Some(done) = slot.in_flight.take() {
-                    self.finish(slot, done, out, n)?;
+                    self.finish(slot, done, out, n, layout)?;
                 }
-                let submitted = self.submit(
+                let block = Block::prepare(
+                    self,
                     slot,
-                    &pipeline,
                     &plan_buffer,
                     plan,
                     labels.slice(start..start + voxels),
+                    layout,
                 )?;
+                let submitted = self.submit(&pipeline, &block)?;
                 slot.in_flight = Some(InFlight { start, ..submitted });
             }
             Ok(())
@@ -200,7 +223,7 @@ impl GpuEngine {
         for (_, s) in pending {
             let slot = &mut buffers.slots[s];
             let done = slot.in_flight.take().expect("listed as in flight");
-            let r = self.finish(slot, done, out, n);
+            let r = self.finish(slot, done, out, n, layout);
             if drained.is_ok() {
                 drained = r;
             }
@@ -208,30 +231,110 @@ impl GpuEngine {
         result.and(drained)
     }
 
-    /// Uploads one block, dispatches the kernel, copies the mask to staging and starts mapping.
+    /// Writes the plan words into the (grown on demand) plan buffer.
+    fn upload_plan(
+        &self,
+        buffer: &mut GrowBuffer,
+        plan: &MaskPlan,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let words = layout::plan_words(plan);
+        let buffer = buffer.ensure(&self.ctx, 4 * words.len() as u64)?.clone();
+        self.ctx
+            .queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+        Ok(buffer)
+    }
+
+    /// Records the dispatch of a prepared block into `encoder`, and the copy of its mask to the
+    /// staging buffer if `readback`.
+    fn encode(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        block: &Block,
+        encoder: &mut wgpu::CommandEncoder,
+        readback: bool,
+    ) {
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("mask"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &block.bind_group, &[]);
+            let (x, y) = layout::grid(block.invocations);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        if readback {
+            encoder.copy_buffer_to_buffer(&block.mask, 0, &block.staging, 0, block.mask_bytes);
+        }
+    }
+
+    /// Dispatches a prepared block, copies its mask to staging and starts mapping it.
     fn submit(
         &self,
-        slot: &mut Slot,
         pipeline: &wgpu::ComputePipeline,
-        plan_buffer: &wgpu::Buffer,
-        plan: &MaskPlan,
-        block: LabelSlice<'_>,
+        block: &Block,
     ) -> Result<InFlight, GpuError> {
         let ctx = &self.ctx;
-        let voxels = block.len();
-        let params = layout::params(plan, voxels);
-        let quads = params.quads as u64;
-        let label_bytes = quads * layout::quad_bytes(block.dtype()) as u64;
-        let mask_bytes = 4 * quads * plan.num_channels() as u64;
-        let params_buffer = slot
-            .params
-            .ensure(ctx, std::mem::size_of::<layout::Params>() as u64)?
-            .clone();
-        let labels_buffer = slot.labels.ensure(ctx, label_bytes)?.clone();
-        let mask_buffer = slot.mask.ensure(ctx, mask_bytes)?.clone();
-        let staging = slot.staging.ensure(ctx, mask_bytes)?.clone();
-        let (prefix, tail) = layout::label_upload(&block);
         let submission = ctx.scoped("mask dispatch", || {
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("mask block"),
+                });
+            self.encode(pipeline, block, &mut encoder, true);
+            ctx.queue.submit([encoder.finish()])
+        })?;
+        let (tx, rx) = mpsc::channel();
+        block
+            .staging
+            .slice(..block.mask_bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        Ok(InFlight {
+            start: 0,
+            voxels: block.voxels,
+            bytes: block.mask_bytes,
+            submission,
+            mapped: rx,
+        })
+    }
+}
+
+/// One block on the device: labels and params uploaded, bound, ready to dispatch.
+struct Block {
+    voxels: usize,
+    invocations: usize,
+    mask_bytes: u64,
+    mask: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+impl Block {
+    /// Sizes the slot's buffers, uploads params and labels, and binds them.
+    fn prepare(
+        engine: &GpuEngine,
+        slot: &mut Slot,
+        plan_buffer: &wgpu::Buffer,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        mask_layout: MaskLayout,
+    ) -> Result<Self, GpuError> {
+        let ctx = &engine.ctx;
+        let voxels = labels.len();
+        let params = layout::params(plan, voxels, mask_layout);
+        let invocations = params.stride as usize;
+        let label_bytes = layout::label_bytes(voxels, labels.dtype(), mask_layout) as u64;
+        let mask_bytes = 4 * params.stride as u64 * plan.num_channels() as u64;
+        let params_size = std::mem::size_of::<layout::Params>() as u64;
+        let params_buffer = slot.params.ensure(ctx, params_size)?.clone();
+        let labels_buffer = slot.labels.ensure(ctx, label_bytes)?.clone();
+        let mask = slot.mask.ensure(ctx, mask_bytes)?.clone();
+        let staging = slot.staging.ensure(ctx, mask_bytes)?.clone();
+        let (prefix, tail) = layout::label_upload(&labels);
+        let bind_group = ctx.scoped("mask upload", || {
             ctx.queue
                 .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
             if !prefix.is_empty() {
@@ -241,50 +344,24 @@ impl GpuEngine {
                 ctx.queue
                     .write_buffer(&labels_buffer, prefix.len() as u64, &word);
             }
-            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("mask block"),
-                layout: &self.pipelines.bind_group_layout,
+                layout: &engine.pipelines.bind_group_layout,
                 entries: &[
-                    binding(
-                        0,
-                        &params_buffer,
-                        std::mem::size_of::<layout::Params>() as u64,
-                    ),
+                    binding(0, &params_buffer, params_size),
                     binding(1, &labels_buffer, label_bytes),
                     binding(2, plan_buffer, plan_buffer.size()),
-                    binding(3, &mask_buffer, mask_bytes),
+                    binding(3, &mask, mask_bytes),
                 ],
-            });
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("mask block"),
-                });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("mask"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                let (x, y) = layout::grid(quads as usize);
-                pass.dispatch_workgroups(x, y, 1);
-            }
-            encoder.copy_buffer_to_buffer(&mask_buffer, 0, &staging, 0, mask_bytes);
-            ctx.queue.submit([encoder.finish()])
+            })
         })?;
-        let (tx, rx) = mpsc::channel();
-        staging
-            .slice(..mask_bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        Ok(InFlight {
-            start: 0,
+        Ok(Self {
             voxels,
-            bytes: mask_bytes,
-            submission,
-            mapped: rx,
+            invocations,
+            mask_bytes,
+            mask,
+            staging,
+            bind_group,
         })
     }
 }
@@ -303,12 +380,14 @@ fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEnt
 
 impl GpuEngine {
     /// Waits for a block, copies its mask into `out`, unmaps the staging buffer.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         slot: &mut Slot,
         block: InFlight,
         out: &mut [u8],
         n: usize,
+        mask_layout: MaskLayout,
     ) -> Result<(), GpuError> {
         let fail = |message: String| GpuError::Operation {
             operation: "mask readback".into(),
@@ -338,7 +417,7 @@ impl GpuEngine {
                 .slice(..block.bytes)
                 .get_mapped_range()
                 .map_err(|e| fail(e.to_string()))?;
-            layout::scatter(out, n, block.start, block.voxels, &view);
+            layout::scatter(out, n, block.start, block.voxels, mask_layout, &view);
         }
         staging.unmap();
         Ok(())

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use super::context::GpuContext;
 use super::layout;
+use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelDtype;
 
@@ -18,7 +19,7 @@ pub struct MaskPipelines {
     /// Bindings: params (uniform), labels, plan (read-only storage), mask (storage).
     pub bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    cache: Mutex<HashMap<LabelDtype, wgpu::ComputePipeline>>,
+    cache: Mutex<HashMap<(LabelDtype, MaskLayout), wgpu::ComputePipeline>>,
 }
 
 fn entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
@@ -72,25 +73,28 @@ impl MaskPipelines {
         })
     }
 
-    /// The pipeline for labels of `dtype`.
+    /// The pipeline for labels of `dtype` writing a `mask_layout` mask (entry point `main` or
+    /// `main_packed`).
     pub fn get(
         &self,
         ctx: &GpuContext,
         dtype: LabelDtype,
+        mask_layout: MaskLayout,
     ) -> Result<wgpu::ComputePipeline, GpuError> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&dtype) {
+        if let Some(p) = cache.get(&(dtype, mask_layout)) {
             return Ok(p.clone());
         }
         let (bits, signed) = layout::label_constants(dtype);
         let constants = [("LABEL_BITS", bits as f64), ("SIGNED", signed as u8 as f64)];
-        let pipeline = ctx.scoped(&format!("pipeline creation for {dtype} labels"), || {
+        let what = format!("pipeline creation for {dtype} labels, {mask_layout:?} output");
+        let pipeline = ctx.scoped(&what, || {
             ctx.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some("mask"),
                     layout: Some(&self.pipeline_layout),
                     module: &self.module,
-                    entry_point: Some("main"),
+                    entry_point: Some(layout::entry_point(mask_layout)),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         zero_initialize_workgroup_memory: false,
@@ -98,7 +102,7 @@ impl MaskPipelines {
                     cache: None,
                 })
         })?;
-        cache.insert(dtype, pipeline.clone());
+        cache.insert((dtype, mask_layout), pipeline.clone());
         Ok(pipeline)
     }
 }

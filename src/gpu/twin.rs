@@ -4,6 +4,7 @@
 //! points at the shader or at the host side.
 
 use super::layout::{self, Params, WORKGROUP_SIZE};
+use crate::bits::MaskLayout;
 use crate::label::LabelSlice;
 use crate::plan::MaskPlan;
 
@@ -98,56 +99,107 @@ fn has_channel(b: &Bindings, base: u32, c: u32) -> bool {
     (at(b.plan, base + c / 32) >> (c % 32)) & 1 == 1
 }
 
-/// `fn main(gid)`: one invocation.
+/// `fn classify(v, l)`: (foreground, 1 + table index or 0).
+fn classify(b: &Bindings, v: u32, l: [u32; 2]) -> [u32; 2] {
+    let foreground = v < b.params.voxels && l != b.params.background;
+    let hit = if foreground && b.params.table_len > 0 {
+        find(b, l)
+    } else {
+        0
+    };
+    [foreground as u32, hit]
+}
+
+/// `fn knocked_out(hit, c)`.
+fn knocked_out(b: &Bindings, hit: u32, c: u32) -> bool {
+    let sets = b.params.words_per_set + 2 * b.params.table_len;
+    hit > 0 && has_channel(b, sets + (hit - 1) * b.params.words_per_set, c)
+}
+
+/// `fn main(gid)`: one invocation, 4 voxels, one byte each.
 pub fn main(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
-    let q = gid[1] * b.params.row_quads + gid[0];
-    if q >= b.params.quads {
+    let q = gid[1] * b.params.row_width + gid[0];
+    if q >= b.params.stride {
         return;
     }
-    let mut foreground = [false; 4];
-    let mut hit = [0u32; 4];
+    let mut voxel = [[0u32; 2]; 4];
     for k in 0..4 {
-        let l = label(consts, b, q, k);
-        foreground[k as usize] = 4 * q + k < b.params.voxels && l != b.params.background;
-        if foreground[k as usize] && b.params.table_len > 0 {
-            hit[k as usize] = find(b, l);
-        }
+        voxel[k as usize] = classify(b, 4 * q + k, label(consts, b, q, k));
     }
-    let sets = b.params.words_per_set + 2 * b.params.table_len;
     for c in 0..b.params.channels {
         let mut word = 0u32;
         if !has_channel(b, 0, c) {
-            for k in 0..4usize {
-                let knocked_out =
-                    hit[k] > 0 && has_channel(b, sets + (hit[k] - 1) * b.params.words_per_set, c);
-                if foreground[k] && !knocked_out {
+            for (k, v) in voxel.iter().enumerate() {
+                if v[0] == 1 && !knocked_out(b, v[1], c) {
                     word |= 1 << (8 * k);
                 }
             }
         }
-        b.mask[(c * b.params.quads + q) as usize] = word;
+        b.mask[(c * b.params.stride + q) as usize] = word;
     }
 }
 
-/// Runs every invocation of a dispatch of `grid` workgroups.
-pub fn dispatch(consts: &Constants, b: &mut Bindings, grid: (u32, u32)) {
+/// `fn main_packed(gid)`: one invocation, 32 voxels, one bit each.
+pub fn main_packed(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
+    let w = gid[1] * b.params.row_width + gid[0];
+    if w >= b.params.stride {
+        return;
+    }
+    let mut foreground = 0u32;
+    let mut hit = [0u32; 32];
+    let mut any_hit = false;
+    for bit in 0..32 {
+        let q = 8 * w + bit / 4;
+        let voxel = classify(b, 32 * w + bit, label(consts, b, q, bit % 4));
+        foreground |= voxel[0] << bit;
+        hit[bit as usize] = voxel[1];
+        any_hit = any_hit || voxel[1] > 0;
+    }
+    for c in 0..b.params.channels {
+        let mut word = 0u32;
+        if !has_channel(b, 0, c) {
+            word = foreground;
+            if any_hit {
+                for bit in 0..32 {
+                    if knocked_out(b, hit[bit as usize], c) {
+                        word &= !(1 << bit);
+                    }
+                }
+            }
+        }
+        b.mask[(c * b.params.stride + w) as usize] = word;
+    }
+}
+
+/// Runs every invocation of a dispatch of `grid` workgroups of the entry point for `layout`.
+pub fn dispatch(consts: &Constants, b: &mut Bindings, layout: MaskLayout, grid: (u32, u32)) {
+    let entry = match layout {
+        MaskLayout::Bytes => main,
+        MaskLayout::Bits => main_packed,
+    };
     for y in 0..grid.1 {
         for x in 0..grid.0 * WORKGROUP_SIZE {
-            main(consts, b, [x, y, 0]);
+            entry(consts, b, [x, y, 0]);
         }
     }
 }
 
 /// The whole engine with the twin in place of the GPU: the same blocks, uploads, params and
-/// scatter as [`super::GpuEngine`], blocks of at most `max_block_voxels`.
+/// scatter as [`super::GpuEngine`], blocks of at most `max_block_voxels`. `out` is laid out as
+/// `layout` says (bytes, or bits as in [`crate::bits`]).
 pub fn compute_into(
     plan: &MaskPlan,
     labels: LabelSlice<'_>,
     out: &mut [u8],
+    layout: MaskLayout,
     max_block_voxels: usize,
 ) {
     let n = labels.len();
-    assert_eq!(out.len(), n * plan.num_channels(), "output size");
+    assert_eq!(
+        out.len(),
+        layout.channel_len(n) * plan.num_channels(),
+        "output size"
+    );
     if n == 0 || plan.num_channels() == 0 {
         return;
     }
@@ -156,21 +208,27 @@ pub fn compute_into(
     let plan_words = layout::plan_words(plan);
     for (start, voxels) in layout::blocks(n, max_block_voxels) {
         let block = labels.slice(start..start + voxels);
-        let params = layout::params(plan, voxels);
+        let params = layout::params(plan, voxels, layout);
         let (prefix, tail) = layout::label_upload(&block);
         let mut words: Vec<u32> = prefix
             .chunks_exact(4)
             .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
             .collect();
         words.extend(tail.map(u32::from_ne_bytes));
-        let mut mask = vec![0u32; plan.num_channels() * params.quads as usize];
+        words.resize(layout::label_bytes(voxels, block.dtype(), layout) / 4, 0);
+        let mut mask = vec![0u32; plan.num_channels() * params.stride as usize];
         let mut b = Bindings {
             params: &params,
             labels: &words,
             plan: &plan_words,
             mask: &mut mask,
         };
-        dispatch(&constants, &mut b, layout::grid(params.quads as usize));
-        layout::scatter(out, n, start, voxels, bytemuck::cast_slice(&mask));
+        dispatch(
+            &constants,
+            &mut b,
+            layout,
+            layout::grid(params.stride as usize),
+        );
+        layout::scatter(out, n, start, voxels, layout, bytemuck::cast_slice(&mask));
     }
 }

@@ -221,3 +221,17 @@ pub fn groupings(channels: &[Vec<u64>]) -> Groupings {
     )
     .unwrap()
 }
+
+/// Packs each channel of a channel-major 0/1 mask (`n` voxels per channel) bit by bit, LSB
+/// first, the way numpy's `packbits(bitorder="little")` does — written out without the crate.
+pub fn pack_channels(mask: &[u8], n: usize) -> Vec<u8> {
+    let per = n.div_ceil(8);
+    let channels = mask.len().checked_div(n).unwrap_or(0);
+    let mut out = vec![0u8; channels * per];
+    for c in 0..channels {
+        for i in 0..n {
+            out[c * per + i / 8] |= mask[c * n + i] << (i % 8);
+        }
+    }
+    out
+}
