@@ -247,6 +247,38 @@ impl_from!(i32, I32);
 impl_from!(i64, I64);
 
 impl LabelArray {
+    /// An array of `dtype` and `shape` from 64-bit ids (C order), or the first id that `dtype`
+    /// cannot hold.
+    ///
+    /// ```
+    /// use annomask::{LabelArray, LabelDtype};
+    /// let a = LabelArray::from_ids(LabelDtype::I8, &[2], vec![5, u64::MAX]).unwrap();
+    /// assert_eq!(a, LabelArray::from(ndarray::arr1(&[5i8, -1]).into_dyn()));
+    /// assert_eq!(LabelArray::from_ids(LabelDtype::U8, &[1], vec![256]), Err(256));
+    /// ```
+    ///
+    /// # Panics
+    /// If `ids.len()` is not the product of `shape`.
+    pub fn from_ids(dtype: LabelDtype, shape: &[usize], ids: Vec<u64>) -> Result<Self, u64> {
+        fn typed<T: Label>(shape: &[usize], ids: Vec<u64>) -> Result<ArrayD<T>, u64> {
+            let values = ids
+                .into_iter()
+                .map(|id| T::from_bits(id).ok_or(id))
+                .collect::<Result<Vec<T>, u64>>()?;
+            Ok(ArrayD::from_shape_vec(ndarray::IxDyn(shape), values).expect("ids fill the shape"))
+        }
+        Ok(match dtype {
+            LabelDtype::U8 => typed::<u8>(shape, ids)?.into(),
+            LabelDtype::U16 => typed::<u16>(shape, ids)?.into(),
+            LabelDtype::U32 => typed::<u32>(shape, ids)?.into(),
+            LabelDtype::U64 => typed::<u64>(shape, ids)?.into(),
+            LabelDtype::I8 => typed::<i8>(shape, ids)?.into(),
+            LabelDtype::I16 => typed::<i16>(shape, ids)?.into(),
+            LabelDtype::I32 => typed::<i32>(shape, ids)?.into(),
+            LabelDtype::I64 => typed::<i64>(shape, ids)?.into(),
+        })
+    }
+
     /// The dtype.
     pub fn dtype(&self) -> LabelDtype {
         self.as_slice().dtype()

@@ -24,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod bits;
 pub mod cpu;
 pub mod engine;

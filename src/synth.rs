@@ -7,13 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value, json};
 use zarrs::array::ArraySubset;
 
 use crate::error::{Error, StorageError};
 use crate::groupings::Groupings;
-use crate::label::{Label, LabelArray, LabelDtype};
+use crate::label::{LabelArray, LabelDtype};
 use crate::volume::ZarrFormat;
 use crate::with_labels;
 use crate::zarr_array::{ArraySpec, Compression, create_array};
@@ -56,23 +55,24 @@ pub fn synth_labels(shape: &[usize], dtype: LabelDtype, palette: &[u64], seed: u
             palette[(pick % palette.len() as u64) as usize]
         })
         .collect();
-    fn cast<T: Label>(shape: &[usize], ids: Vec<u64>) -> ArrayD<T> {
-        let v = ids
-            .into_iter()
-            .map(|id| T::from_bits(id).expect("palette ids fit the dtype"))
-            .collect();
-        ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape matches")
-    }
-    match dtype {
-        LabelDtype::U8 => cast::<u8>(shape, ids).into(),
-        LabelDtype::U16 => cast::<u16>(shape, ids).into(),
-        LabelDtype::U32 => cast::<u32>(shape, ids).into(),
-        LabelDtype::U64 => cast::<u64>(shape, ids).into(),
-        LabelDtype::I8 => cast::<i8>(shape, ids).into(),
-        LabelDtype::I16 => cast::<i16>(shape, ids).into(),
-        LabelDtype::I32 => cast::<i32>(shape, ids).into(),
-        LabelDtype::I64 => cast::<i64>(shape, ids).into(),
-    }
+    LabelArray::from_ids(dtype, shape, ids).expect("palette ids fit the dtype")
+}
+
+/// Labels of `shape` and `dtype` drawn independently and uniformly from `palette` (like
+/// `numpy.random.integers`), deterministic in `seed`, computed in parallel.
+pub fn uniform_labels(
+    shape: &[usize],
+    dtype: LabelDtype,
+    palette: &[u64],
+    seed: u64,
+) -> LabelArray {
+    use rayon::prelude::*;
+    let n: usize = shape.iter().product();
+    let ids: Vec<u64> = (0..n as u64)
+        .into_par_iter()
+        .map(|i| palette[(splitmix64(seed ^ splitmix64(i)) % palette.len() as u64) as usize])
+        .collect();
+    LabelArray::from_ids(dtype, shape, ids).expect("palette ids fit the dtype")
 }
 
 /// Writes `labels` as a new zarr array at `path` with `chunks`, `format`, `compression` and

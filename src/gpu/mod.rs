@@ -23,6 +23,7 @@ pub mod buffers;
 pub mod context;
 pub mod layout;
 pub mod pipeline;
+pub mod timing;
 pub mod twin;
 
 use std::sync::Mutex;
@@ -177,6 +178,18 @@ impl GpuEngine {
         out: &mut [u8],
         layout: MaskLayout,
     ) -> Result<(), GpuError> {
+        self.run(plan, labels, out, layout, Work::Compute)
+    }
+
+    /// The block loop: upload, dispatch (unless `work` is [`Work::TransferOnly`]), read back.
+    fn run(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        out: &mut [u8],
+        layout: MaskLayout,
+        work: Work,
+    ) -> Result<(), GpuError> {
         let n = labels.len();
         let channels = plan.num_channels();
         let need = channels * layout.channel_len(n);
@@ -209,7 +222,7 @@ impl GpuEngine {
                     labels.slice(start..start + voxels),
                     layout,
                 )?;
-                let submitted = self.submit(&pipeline, &block)?;
+                let submitted = self.submit(&pipeline, &block, work)?;
                 slot.in_flight = Some(InFlight { start, ..submitted });
             }
             Ok(())
@@ -245,16 +258,17 @@ impl GpuEngine {
         Ok(buffer)
     }
 
-    /// Records the dispatch of a prepared block into `encoder`, and the copy of its mask to the
-    /// staging buffer if `readback`.
+    /// Records the dispatch of a prepared block into `encoder` (unless `work` is transfer
+    /// only), and the copy of its mask to the staging buffer if `readback`.
     fn encode(
         &self,
         pipeline: &wgpu::ComputePipeline,
         block: &Block,
         encoder: &mut wgpu::CommandEncoder,
+        work: Work,
         readback: bool,
     ) {
-        {
+        if work == Work::Compute {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("mask"),
                 timestamp_writes: None,
@@ -274,6 +288,7 @@ impl GpuEngine {
         &self,
         pipeline: &wgpu::ComputePipeline,
         block: &Block,
+        work: Work,
     ) -> Result<InFlight, GpuError> {
         let ctx = &self.ctx;
         let submission = ctx.scoped("mask dispatch", || {
@@ -282,7 +297,7 @@ impl GpuEngine {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("mask block"),
                 });
-            self.encode(pipeline, block, &mut encoder, true);
+            self.encode(pipeline, block, &mut encoder, work, true);
             ctx.queue.submit([encoder.finish()])
         })?;
         let (tx, rx) = mpsc::channel();
@@ -300,6 +315,15 @@ impl GpuEngine {
             mapped: rx,
         })
     }
+}
+
+/// What the block loop does on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    /// Dispatch the kernel.
+    Compute,
+    /// Only move the bytes (the transfer baseline of the benchmarks).
+    TransferOnly,
 }
 
 /// One block on the device: labels and params uploaded, bound, ready to dispatch.

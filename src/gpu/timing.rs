@@ -1,0 +1,101 @@
+//! Timings for the benchmarks: the kernel alone, and the transfers alone, through the same
+//! blocks and buffers as [`GpuEngine::compute_layout_into`].
+
+use std::time::Instant;
+
+use super::{Block, GpuEngine, Work, layout};
+use crate::bits::MaskLayout;
+use crate::error::GpuError;
+use crate::label::LabelSlice;
+use crate::plan::MaskPlan;
+
+impl GpuEngine {
+    /// Seconds the kernel takes over `labels`: for each block, the labels are uploaded first
+    /// (not timed), then the best of `repeat` dispatch-and-wait rounds is taken; the blocks'
+    /// bests are summed. Wall-clock time of submit + wait, so it includes the submission
+    /// overhead (microseconds on a hardware GPU).
+    pub fn kernel_seconds(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        mask_layout: MaskLayout,
+        repeat: usize,
+    ) -> Result<f64, GpuError> {
+        let n = labels.len();
+        if n == 0 || plan.num_channels() == 0 {
+            return Ok(0.0);
+        }
+        let ctx = &self.ctx;
+        let pipeline = self.pipelines.get(ctx, labels.dtype(), mask_layout)?;
+        let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        let buffers = &mut *guard;
+        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
+        let mut total = 0.0;
+        for (start, voxels) in layout::blocks(
+            n,
+            self.block_voxels(plan.num_channels(), labels.dtype().size()),
+        ) {
+            let slot = &mut buffers.slots[0];
+            let block = Block::prepare(
+                self,
+                slot,
+                &plan_buffer,
+                plan,
+                labels.slice(start..start + voxels),
+                mask_layout,
+            )?;
+            self.wait(ctx.queue.submit([]))?;
+            let mut best = f64::INFINITY;
+            for _ in 0..repeat.max(1) {
+                let t = Instant::now();
+                let submission = ctx.scoped("mask dispatch", || {
+                    let mut encoder =
+                        ctx.device
+                            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                                label: Some("timed mask"),
+                            });
+                    self.encode(&pipeline, &block, &mut encoder, Work::Compute, false);
+                    ctx.queue.submit([encoder.finish()])
+                })?;
+                self.wait(submission)?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            total += best;
+        }
+        Ok(total)
+    }
+
+    /// Seconds of the whole block loop without the kernel: labels uploaded, the (unwritten)
+    /// mask buffer read back into `out`, best of `repeat`. The ceiling for the end-to-end time.
+    pub fn transfer_seconds(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        out: &mut [u8],
+        mask_layout: MaskLayout,
+        repeat: usize,
+    ) -> Result<f64, GpuError> {
+        let mut best = f64::INFINITY;
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            self.run(plan, labels, out, mask_layout, Work::TransferOnly)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    }
+
+    /// Blocks until `submission` has finished on the device.
+    fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<(), GpuError> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| GpuError::Operation {
+                operation: "wait for the device".into(),
+                message: e.to_string(),
+            })
+    }
+}
