@@ -75,12 +75,13 @@ pub fn words_for(num_channels: usize) -> usize {
     num_channels.div_ceil(32).max(1)
 }
 
-/// A missing id and the channels it switches off.
+/// A label id and a set of channels: in the missing table, the channels the id switches off;
+/// in the target table, the channels whose targets it turns on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct MissingId {
+pub struct IdChannels {
     /// The label id.
     pub id: u64,
-    /// The channels that group it.
+    /// The channels.
     pub channels: ChannelSet,
 }
 
@@ -103,14 +104,16 @@ pub struct MaskPlan {
     channels: Vec<ChannelPlan>,
     background: u64,
     policy: MaskPolicy,
-    table: Vec<MissingId>,
+    table: Vec<IdChannels>,
+    targets: Vec<IdChannels>,
+    any_foreground: ChannelSet,
 }
 
 impl MaskPlan {
     /// The plan for `groupings` given the set of missing ids.
     pub fn new(groupings: &Groupings, missing: &BTreeSet<u64>, options: &MaskOptions) -> Self {
         let n = groupings.len();
-        let mut table: Vec<MissingId> = Vec::new();
+        let mut table: Vec<IdChannels> = Vec::new();
         let channels = groupings
             .channels()
             .iter()
@@ -125,20 +128,7 @@ impl MaskPlan {
                 missing_here.sort_unstable();
                 missing_here.dedup();
                 for &id in &missing_here {
-                    let at = match table.binary_search_by_key(&id, |m| m.id) {
-                        Ok(i) => i,
-                        Err(i) => {
-                            table.insert(
-                                i,
-                                MissingId {
-                                    id,
-                                    channels: ChannelSet::new(n),
-                                },
-                            );
-                            i
-                        }
-                    };
-                    table[at].channels.insert(c);
+                    insert_sorted(&mut table, id, n).channels.insert(c);
                 }
                 ChannelPlan {
                     name: ch.name.clone(),
@@ -148,11 +138,23 @@ impl MaskPlan {
                 }
             })
             .collect();
+        let mut targets: Vec<IdChannels> = Vec::new();
+        let mut any_foreground = ChannelSet::new(n);
+        for (c, ch) in groupings.channels().iter().enumerate() {
+            if ch.ids.is_empty() {
+                any_foreground.insert(c);
+            }
+            for &id in &ch.ids {
+                insert_sorted(&mut targets, id, n).channels.insert(c);
+            }
+        }
         Self {
             channels,
             background: options.background,
             policy: options.policy,
             table,
+            targets,
+            any_foreground,
         }
     }
 
@@ -191,23 +193,54 @@ impl MaskPlan {
     }
 
     /// Every missing id that some channel groups, sorted, with its channels.
-    pub fn missing_table(&self) -> &[MissingId] {
+    pub fn missing_table(&self) -> &[IdChannels] {
         &self.table
     }
 
     /// The table an engine applies per voxel: the missing table under the per-voxel policy,
     /// empty under the whole-channel policy.
-    pub fn voxel_table(&self) -> &[MissingId] {
+    pub fn voxel_table(&self) -> &[IdChannels] {
         match self.policy {
             MaskPolicy::PerVoxel => &self.table,
             MaskPolicy::WholeChannel => &[],
         }
     }
 
+    /// The target table (the fused targets of the feeder, DaCapo's `BinarizeArray`): every id
+    /// some channel groups, sorted, with the channels that group it. The target of channel `c`
+    /// at a voxel with label `l` is 1 iff `c` is in the entry of `l`, or `c` is in
+    /// [`MaskPlan::any_foreground`] and `l != background`.
+    pub fn target_table(&self) -> &[IdChannels] {
+        &self.targets
+    }
+
+    /// Channels with an empty id list: their target is `labels != background`.
+    pub fn any_foreground(&self) -> &ChannelSet {
+        &self.any_foreground
+    }
+
     /// `u32` words per channel set in the table.
     pub fn words_per_set(&self) -> usize {
         words_for(self.num_channels())
     }
+}
+
+/// The entry of `id` in a table sorted by id, inserted with an empty channel set if absent.
+fn insert_sorted(table: &mut Vec<IdChannels>, id: u64, num_channels: usize) -> &mut IdChannels {
+    let at = match table.binary_search_by_key(&id, |m| m.id) {
+        Ok(i) => i,
+        Err(i) => {
+            table.insert(
+                i,
+                IdChannels {
+                    id,
+                    channels: ChannelSet::new(num_channels),
+                },
+            );
+            i
+        }
+    };
+    &mut table[at]
 }
 
 impl fmt::Display for MaskPlan {
@@ -303,6 +336,23 @@ mod tests {
             [0, 1]
         );
         assert_eq!(plan.channels()[1].missing, [4, 17]);
+        let targets: Vec<(u64, Vec<usize>)> = plan
+            .target_table()
+            .iter()
+            .map(|t| (t.id, t.channels.iter().collect()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (3, vec![0]),
+                (4, vec![0, 1]),
+                (5, vec![0]),
+                (16, vec![1]),
+                (17, vec![1]),
+                (20, vec![2])
+            ]
+        );
+        assert_eq!(plan.any_foreground().iter().collect::<Vec<_>>(), [3]);
     }
 
     #[test]

@@ -30,7 +30,12 @@ proptest! {
         // Bit-packed: each channel's bytes packed LSB first.
         let n = labels.as_slice().len();
         let want_bits = pack_channels(&want, n);
+        let want_targets = common::target_oracle(&common::bits(&labels), &c.channels, c.background);
         for tuning in cpu::Tuning::all() {
+            let (mut mask, mut targets) = (vec![9u8; want.len()], vec![9u8; want.len()]);
+            cpu::compute_fused_into_tuned(&plan, labels.as_slice(), &mut mask, &mut targets, tuning);
+            prop_assert_eq!(&mask, &want, "fused mask {:?}", tuning);
+            prop_assert_eq!(&targets, &want_targets, "fused targets {:?}", tuning);
             let mut out = vec![9u8; want.len()];
             cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, MaskLayout::Bytes, tuning);
             prop_assert_eq!(&out, &want, "{:?}", tuning);
@@ -62,15 +67,19 @@ fn negative_signed_labels_are_not_background_and_match_only_their_bit_pattern() 
 /// in every tuning: the fast paths cover many blocks and unaligned channel starts.
 #[test]
 fn large_outputs_in_every_tuning() {
-    let n = (1 << 20) + 13; // channel starts are not 16-byte aligned
+    let n = 800_013; // channel starts are not 16-byte aligned; 11 channels pass 8 MiB
     let raw: Vec<u64> = (0..n as u64)
         .map(|i| annomask::synth::splitmix64(i) % 40)
         .collect();
     for dtype in [annomask::LabelDtype::U64, annomask::LabelDtype::I16] {
         let labels = labels_of(dtype, &[n], &raw);
-        let channels: Vec<Vec<u64>> = (0..9)
+        // Nine channels of three ids, one of twelve ids (the searched target path), one empty.
+        let mut channels: Vec<Vec<u64>> = (0..9)
             .map(|c| vec![3 * c + 1, 3 * c + 2, 3 * c + 3])
             .collect();
+        channels.push((1..=12).collect());
+        channels.push(vec![]);
+        let want_targets = common::target_oracle(&common::bits(&labels), &channels, 0);
         for missing in [
             BTreeSet::from([4, 11, 0]),
             (1..30).step_by(2).collect::<BTreeSet<u64>>(),
@@ -91,6 +100,18 @@ fn large_outputs_in_every_tuning() {
                 assert!(want.len() >= annomask::cpu::stream::STREAM_MIN_BYTES);
                 let want_bits = pack_channels(&want, n);
                 for tuning in cpu::Tuning::all() {
+                    let (mut mask, mut targets) = (vec![9u8; want.len()], vec![9u8; want.len()]);
+                    cpu::compute_fused_into_tuned(
+                        &plan,
+                        labels.as_slice(),
+                        &mut mask,
+                        &mut targets,
+                        tuning,
+                    );
+                    assert!(
+                        mask == want && targets == want_targets,
+                        "fused {dtype} {tuning:?}"
+                    );
                     let mut out = vec![9u8; want.len()];
                     cpu::compute_into_tuned(
                         &plan,

@@ -23,11 +23,13 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 pub mod stream;
+mod targets;
 
 use crate::label::{Label, LabelArray, LabelSlice};
 use crate::plan::MaskPlan;
 use crate::with_labels;
 use stream::Store;
+use targets::TargetRule;
 
 use crate::bits::{self, MaskLayout};
 
@@ -61,6 +63,8 @@ struct TypedPlan<T> {
     /// The per-voxel table's ids, when it has at most [`SMALL_TABLE_MAX`] entries.
     small_table: Vec<T>,
     rules: Vec<Rule<T>>,
+    /// Per channel, how its target is computed (used only by the fused kernel).
+    target_rules: Vec<TargetRule<T>>,
 }
 
 impl<T: Label> TypedPlan<T> {
@@ -105,6 +109,7 @@ impl<T: Label> TypedPlan<T> {
                 Vec::new()
             },
             rules,
+            target_rules: targets::target_rules(plan),
         }
     }
 
@@ -117,7 +122,7 @@ impl<T: Label> TypedPlan<T> {
     unsafe fn block_avx2(
         &self,
         labels: &[T],
-        outs: &mut [&mut [u8]],
+        outs: &mut BlockOut,
         sink: Sink,
         scratch: &mut Scratch,
     ) {
@@ -130,7 +135,7 @@ impl<T: Label> TypedPlan<T> {
         tuning: Tuning,
         layout: MaskLayout,
         labels: &[T],
-        outs: &mut [&mut [u8]],
+        outs: &mut BlockOut,
         scratch: &mut Scratch,
     ) {
         let sink = Sink {
@@ -147,7 +152,7 @@ impl<T: Label> TypedPlan<T> {
 
     /// Computes one block: `outs[c]` receives channel `c` of `labels`.
     #[inline(always)]
-    fn block(&self, labels: &[T], outs: &mut [&mut [u8]], sink: Sink, scratch: &mut Scratch) {
+    fn block(&self, labels: &[T], outs: &mut BlockOut, sink: Sink, scratch: &mut Scratch) {
         let Scratch {
             fg,
             hits,
@@ -169,7 +174,7 @@ impl<T: Label> TypedPlan<T> {
             hits.resize(labels.len(), 0);
             classify(labels, self.background, &self.small_table, fg, hits);
         }
-        for (rule, out) in self.rules.iter().zip(outs.iter_mut()) {
+        for (rule, out) in self.rules.iter().zip(outs.mask.iter_mut()) {
             match rule {
                 Rule::Zero => sink.store.zero(out),
                 Rule::Foreground => sink.emit(out, fg, packed),
@@ -192,6 +197,10 @@ impl<T: Label> TypedPlan<T> {
                     sink.emit(out, channel, packed);
                 }
             }
+        }
+        if let Some(targets) = outs.targets.as_mut() {
+            let rules = &self.target_rules;
+            targets::write_targets(rules, labels, fg, targets, sink.store, channel);
         }
         sink.store.fence();
     }
@@ -242,6 +251,13 @@ fn classify<T: Label>(
         8 => fixed::<T, 8>(labels, background, table, fg, hits),
         n => unreachable!("small tables have 1 to {SMALL_TABLE_MAX} entries, not {n}"),
     }
+}
+
+/// One block's slices of the outputs: a slice per channel of the mask, and of the targets when
+/// the fused kernel runs.
+struct BlockOut<'a> {
+    mask: Vec<&'a mut [u8]>,
+    targets: Option<Vec<&'a mut [u8]>>,
 }
 
 /// Where a block's channel bytes go: stored as bytes, or packed to bits first.
@@ -365,13 +381,80 @@ pub fn compute_into_tuned(
     layout: MaskLayout,
     tuning: Tuning,
 ) {
-    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, out, layout, tuning))
+    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, out, None, layout, tuning))
+}
+
+/// The mask and the targets of `labels` in one pass (the feeder's fused kernel): `mask` as
+/// [`compute_into`], `targets` channel-major the same way, where the target of channel `c` is
+/// `label in ids(c)`, or `label != background` if `ids(c)` is empty (DaCapo's
+/// `BinarizeArray`). Missing ids do not change targets; the mask says where to train them.
+///
+/// ```
+/// use std::collections::BTreeSet;
+/// use annomask::{cpu, Groupings, LabelSlice, MaskOptions, MaskPlan, MaskPolicy};
+/// let groupings = Groupings::new([("mito", vec![3, 4]), ("all", vec![])])?;
+/// let plan = MaskPlan::new(&groupings, &BTreeSet::from([4]),
+///     &MaskOptions::default().policy(MaskPolicy::PerVoxel));
+/// let labels = [0u32, 3, 4, 9];
+/// let (mut mask, mut targets) = (vec![0u8; 8], vec![0u8; 8]);
+/// cpu::compute_fused_into(&plan, LabelSlice::from(&labels[..]), &mut mask, &mut targets);
+/// assert_eq!(mask,    [0, 1, 0, 1,   0, 1, 1, 1]);
+/// assert_eq!(targets, [0, 1, 1, 0,   0, 1, 1, 1]);
+/// # Ok::<(), annomask::GroupingsError>(())
+/// ```
+///
+/// # Panics
+/// If `mask` or `targets` is not `plan.num_channels() * labels.len()` bytes long.
+pub fn compute_fused_into(
+    plan: &MaskPlan,
+    labels: LabelSlice<'_>,
+    mask: &mut [u8],
+    targets: &mut [u8],
+) {
+    let tuning = Tuning::auto(mask.len() + targets.len());
+    compute_fused_into_tuned(plan, labels, mask, targets, tuning)
+}
+
+/// [`compute_fused_into`] with an explicit [`Tuning`].
+pub fn compute_fused_into_tuned(
+    plan: &MaskPlan,
+    labels: LabelSlice<'_>,
+    mask: &mut [u8],
+    targets: &mut [u8],
+    tuning: Tuning,
+) {
+    assert_eq!(
+        targets.len(),
+        mask.len(),
+        "targets and mask have the same size"
+    );
+    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, mask, Some(targets), MaskLayout::Bytes, tuning))
+}
+
+/// Each channel of a channel-major output (`channel_len` bytes each) cut into block pieces.
+fn split_blocks(
+    out: &mut [u8],
+    channel_len: usize,
+    block_len: usize,
+) -> Vec<std::slice::ChunksMut<'_, u8>> {
+    out.chunks_mut(channel_len)
+        .map(|c| c.chunks_mut(block_len))
+        .collect()
+}
+
+/// The next block's piece of every channel.
+fn next_block<'a>(channels: &mut Vec<std::slice::ChunksMut<'a, u8>>) -> Vec<&'a mut [u8]> {
+    channels
+        .iter_mut()
+        .map(|c| c.next().expect("one output chunk per label chunk"))
+        .collect()
 }
 
 fn compute_typed<T: Label>(
     plan: &MaskPlan,
     labels: &[T],
     out: &mut [u8],
+    targets: Option<&mut [u8]>,
     layout: MaskLayout,
     tuning: Tuning,
 ) {
@@ -389,17 +472,15 @@ fn compute_typed<T: Label>(
     }
     let typed = TypedPlan::<T>::new(plan);
     let block_out = layout.channel_len(BLOCK_VOXELS);
-    let mut channels: Vec<_> = out
-        .chunks_mut(channel_len)
-        .map(|c| c.chunks_mut(block_out))
-        .collect();
-    let blocks: Vec<(&[T], Vec<&mut [u8]>)> = labels
+    let mut mask_channels = split_blocks(out, channel_len, block_out);
+    let mut target_channels = targets.map(|t| split_blocks(t, channel_len, block_out));
+    let blocks: Vec<(&[T], BlockOut)> = labels
         .chunks(BLOCK_VOXELS)
         .map(|block| {
-            let outs = channels
-                .iter_mut()
-                .map(|c| c.next().expect("one output chunk per label chunk"))
-                .collect();
+            let outs = BlockOut {
+                mask: next_block(&mut mask_channels),
+                targets: target_channels.as_mut().map(next_block),
+            };
             (block, outs)
         })
         .collect();

@@ -38,6 +38,23 @@ pub fn oracle(
     out
 }
 
+/// Targets straight from DaCapo's `BinarizeArray`: channel `c` is `label in ids(c)`, or
+/// `label != background` when `ids(c)` is empty. Channel-major.
+pub fn target_oracle(labels: &[u64], channels: &[Vec<u64>], background: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(channels.len() * labels.len());
+    for ids in channels {
+        for &l in labels {
+            let on = if ids.is_empty() {
+                l != background
+            } else {
+                ids.contains(&l)
+            };
+            out.push(on as u8);
+        }
+    }
+    out
+}
+
 /// Missing ids the way `reference_mask.py` finds them: present, and annotated false or
 /// "empty", or sparse when sparse counts as missing.
 pub fn naive_missing(labels_attr: &Value, sparse_is_missing: bool) -> BTreeSet<u64> {
