@@ -42,10 +42,10 @@ pub mod zarr_array;
 
 pub use engine::Engine;
 pub use error::{
-    Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError,
+    CropError, Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError,
 };
 pub use geometry::{Coordinate, Geometry, Roi, VoxelRegion};
-pub use groupings::{Channel, Groupings};
+pub use groupings::{Channel, ChannelGroupings, ClassChannel, ClassGroupings, Groupings};
 pub use label::{Label, LabelArray, LabelDtype, LabelSlice};
 pub use mask::{MissingAnnotationsMask, SourceBlock};
 pub use metadata::{AnnotationState, IdStatus, LabelMetadata, SparsePolicy};
