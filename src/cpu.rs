@@ -132,25 +132,29 @@ fn compute_typed<T: Label>(plan: &MaskPlan, labels: &[T], out: &mut [u8]) {
         return;
     }
     let typed = TypedPlan::<T>::new(plan);
-    let mut channels: Vec<_> = out
-        .chunks_mut(n)
-        .map(|c| c.chunks_mut(BLOCK_VOXELS))
-        .collect();
     let blocks: Vec<(&[T], Vec<&mut [u8]>)> = labels
         .chunks(BLOCK_VOXELS)
-        .map(|block| {
-            let outs = channels
-                .iter_mut()
-                .map(|c| c.next().expect("one output chunk per label chunk"))
-                .collect();
-            (block, outs)
-        })
+        .zip(channel_blocks(out, n, BLOCK_VOXELS))
         .collect();
     blocks
         .into_par_iter()
         .for_each_init(Vec::new, |fg, (block, mut outs)| {
             typed.block(block, &mut outs, fg)
         });
+}
+
+/// A channel-major output of `n` voxels per channel cut into blocks of `block` voxels: for each
+/// block, its run in every channel, in channel order. `n` and `block` must be positive.
+pub(crate) fn channel_blocks(out: &mut [u8], n: usize, block: usize) -> Vec<Vec<&mut [u8]>> {
+    let mut channels: Vec<_> = out.chunks_mut(n).map(|c| c.chunks_mut(block)).collect();
+    (0..n.div_ceil(block))
+        .map(|_| {
+            channels
+                .iter_mut()
+                .map(|c| c.next().expect("every channel has n voxels"))
+                .collect()
+        })
+        .collect()
 }
 
 /// The mask of `labels`: shape `(channels, *labels.shape())`.

@@ -24,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cellmap;
 pub mod cpu;
 pub mod engine;
 pub mod error;
@@ -40,6 +41,7 @@ pub mod synth;
 pub mod volume;
 pub mod zarr_array;
 
+pub use cellmap::{CropGroup, CropOptions, CropPlan};
 pub use engine::Engine;
 pub use error::{
     CropError, Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError,
