@@ -23,7 +23,10 @@
 pub mod attrs;
 pub mod cpu;
 pub mod crop;
+pub mod gpu;
+pub mod layout;
 pub mod plan;
+pub mod twin;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};
 pub use plan::{ClassPlan, CropChannelPlan, CropPlan};

@@ -83,6 +83,9 @@ pub struct GpuEngine {
     pipelines: MaskPipelines,
     buffers: Mutex<Buffers>,
     max_block_voxels: usize,
+    /// The crop-group kernel (`shaders/cellmap.wgsl`), built on first use by
+    /// [`GpuEngine::compute_crop_into`] (`src/cellmap/gpu.rs`); the lock serialises its calls.
+    pub(crate) cellmap: Mutex<Option<crate::cellmap::gpu::CellmapKernel>>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -115,6 +118,7 @@ impl GpuEngine {
                 slots: [Slot::new(), Slot::new()],
             }),
             max_block_voxels: DEFAULT_MAX_BLOCK_VOXELS,
+            cellmap: Mutex::new(None),
         })
     }
 
@@ -123,6 +127,11 @@ impl GpuEngine {
     pub fn with_max_block_voxels(mut self, voxels: usize) -> Self {
         self.max_block_voxels = voxels.max(4);
         self
+    }
+
+    /// The cap on voxels per block ([`GpuEngine::with_max_block_voxels`]).
+    pub fn max_block_voxels(&self) -> usize {
+        self.max_block_voxels
     }
 
     /// The device.
@@ -290,7 +299,7 @@ impl GpuEngine {
 }
 
 /// A bind group entry for the first `size` bytes (rounded up to 4) of `buffer`.
-fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
+pub(crate) fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding,
         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -310,37 +319,55 @@ impl GpuEngine {
         out: &mut [u8],
         n: usize,
     ) -> Result<(), GpuError> {
-        let fail = |message: String| GpuError::Operation {
-            operation: "mask readback".into(),
-            message,
-        };
-        self.ctx
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(block.submission),
-                timeout: None,
-            })
-            .map_err(|e| fail(e.to_string()))?;
-        let mapped = block
-            .mapped
-            .recv()
-            .map_err(|_| fail("the map callback never ran".into()))
-            .and_then(|r| r.map_err(|e| fail(e.to_string())));
         let staging = slot.staging.ensure(&self.ctx, block.bytes)?;
-        if let Err(e) = mapped {
-            if let Some(msg) = self.ctx.uncaptured.lock().ok().and_then(|mut u| u.take()) {
-                return Err(fail(format!("{e}; device error: {msg}")));
-            }
-            return Err(e);
-        }
-        {
-            let view = staging
-                .slice(..block.bytes)
-                .get_mapped_range()
-                .map_err(|e| fail(e.to_string()))?;
-            layout::scatter(out, n, block.start, block.voxels, &view);
-        }
+        let view = wait_mapped(
+            &self.ctx,
+            "mask readback",
+            staging,
+            block.bytes,
+            block.submission,
+            &block.mapped,
+        )?;
+        layout::scatter(out, n, block.start, block.voxels, &view);
+        drop(view);
         staging.unmap();
         Ok(())
     }
+}
+
+/// Waits for `submission`, then for the mapping of the first `bytes` of `staging` that was
+/// started with `mapped` as its callback channel, and returns the mapped bytes. A failure is a
+/// [`GpuError::Operation`] named `operation`, with the device error if one was not caught.
+pub(crate) fn wait_mapped(
+    ctx: &GpuContext,
+    operation: &str,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    submission: wgpu::SubmissionIndex,
+    mapped: &mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+) -> Result<wgpu::BufferView, GpuError> {
+    let fail = |message: String| GpuError::Operation {
+        operation: operation.into(),
+        message,
+    };
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: None,
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    let result = mapped
+        .recv()
+        .map_err(|_| fail("the map callback never ran".into()))
+        .and_then(|r| r.map_err(|e| fail(e.to_string())));
+    if let Err(e) = result {
+        if let Some(msg) = ctx.uncaptured.lock().ok().and_then(|mut u| u.take()) {
+            return Err(fail(format!("{e}; device error: {msg}")));
+        }
+        return Err(e);
+    }
+    staging
+        .slice(..bytes)
+        .get_mapped_range()
+        .map_err(|e| fail(e.to_string()))
 }

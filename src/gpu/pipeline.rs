@@ -21,7 +21,11 @@ pub struct MaskPipelines {
     cache: Mutex<HashMap<LabelDtype, wgpu::ComputePipeline>>,
 }
 
-fn entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+/// A compute-stage buffer entry of a bind group layout.
+pub(crate) fn layout_entry(
+    binding: u32,
+    ty: wgpu::BufferBindingType,
+) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -50,10 +54,10 @@ impl MaskPipelines {
                     .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                         label: Some("mask bindings"),
                         entries: &[
-                            entry(0, wgpu::BufferBindingType::Uniform),
-                            entry(1, read_only),
-                            entry(2, read_only),
-                            entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+                            layout_entry(0, wgpu::BufferBindingType::Uniform),
+                            layout_entry(1, read_only),
+                            layout_entry(2, read_only),
+                            layout_entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
                         ],
                     });
             let pipeline_layout =

@@ -1,0 +1,356 @@
+//! The crop-group kernel on the GPU engine: `shaders/cellmap.wgsl`, its pipeline, and
+//! [`GpuEngine::compute_crop_into`].
+//!
+//! The kernel lives inside the [`GpuEngine`] (built on first use, then reused by every crop that
+//! engine computes) and shares its device. Per block of voxels, the values of every class the
+//! plan reads are uploaded into one buffer (each at `quads * prefix[k]` words; classes may
+//! differ in dtype), one dispatch writes every channel's mask and, when asked, its targets into
+//! one output buffer, and that is copied to a staging buffer and read back. Two buffer sets
+//! alternate, so block `k + 1` is uploaded and computed while block `k` is read back. Blocks are
+//! sized so that no binding exceeds `max_storage_buffer_binding_size` and no dispatch dimension
+//! exceeds 65535 workgroups.
+//!
+//! ```no_run
+//! use annomask::cellmap::{attrs::{AnnotationKind, ClassAnnotation, Encoding}, CropPlan};
+//! use annomask::{gpu::GpuEngine, ClassGroupings, LabelSlice};
+//! let gpu = GpuEngine::new()?;
+//! let mem = ClassAnnotation { class_name: "mito_mem".into(), kind: AnnotationKind::Semantic,
+//!     encoding: Encoding { absent: Some(0), present: Some(1), unknown: Some(255) },
+//!     complement_counts: None };
+//! let plan = CropPlan::new(&ClassGroupings::new([("mito", vec!["mito_mem"])])?, &[mem]);
+//! let values: Vec<u8> = vec![0, 1, 255, 1];
+//! let (mut mask, mut targets) = (vec![0u8; 4], vec![0u8; 4]);
+//! gpu.compute_crop_into(&plan, &[LabelSlice::from(&values[..])], &mut mask, Some(&mut targets))?;
+//! assert_eq!((mask, targets), (vec![1, 1, 0, 1], vec![0, 1, 0, 1]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::mpsc;
+
+use super::layout::{self, Params};
+use super::plan::CropPlan;
+use crate::error::GpuError;
+use crate::gpu::buffers::GrowBuffer;
+use crate::gpu::layout::{blocks, grid, label_upload, scatter};
+use crate::gpu::pipeline::layout_entry;
+use crate::gpu::{GpuContext, GpuEngine, binding};
+use crate::label::{LabelDtype, LabelSlice};
+
+/// The WGSL source of the crop-group kernel.
+pub const CELLMAP_WGSL: &str = include_str!("../../shaders/cellmap.wgsl");
+
+/// A block in flight: submitted, its staging buffer being mapped.
+struct InFlight {
+    start: usize,
+    voxels: usize,
+    bytes: u64,
+    submission: wgpu::SubmissionIndex,
+    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// One of the two alternating buffer sets.
+struct Slot {
+    params: GrowBuffer,
+    values: GrowBuffer,
+    out: GrowBuffer,
+    staging: GrowBuffer,
+    in_flight: Option<InFlight>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        use wgpu::BufferUsages as U;
+        Self {
+            params: GrowBuffer::new("cellmap params", U::UNIFORM | U::COPY_DST),
+            values: GrowBuffer::new("cellmap values", U::STORAGE | U::COPY_DST),
+            out: GrowBuffer::new("cellmap out", U::STORAGE | U::COPY_SRC),
+            staging: GrowBuffer::new("cellmap staging", U::MAP_READ | U::COPY_DST),
+            in_flight: None,
+        }
+    }
+}
+
+/// The compiled crop-group kernel and its reusable buffers, held by a [`GpuEngine`].
+pub struct CellmapKernel {
+    bind_group_layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+    plan: GrowBuffer,
+    slots: [Slot; 2],
+}
+
+impl CellmapKernel {
+    /// Compiles `shaders/cellmap.wgsl` on `ctx`.
+    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        ctx.scoped("shader compilation (shaders/cellmap.wgsl)", || {
+            let module = ctx
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("cellmap.wgsl"),
+                    source: wgpu::ShaderSource::Wgsl(CELLMAP_WGSL.into()),
+                });
+            let read_only = wgpu::BufferBindingType::Storage { read_only: true };
+            let bind_group_layout =
+                ctx.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some("cellmap bindings"),
+                        entries: &[
+                            layout_entry(0, wgpu::BufferBindingType::Uniform),
+                            layout_entry(1, read_only),
+                            layout_entry(2, read_only),
+                            layout_entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+                        ],
+                    });
+            let pipeline_layout =
+                ctx.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some("cellmap"),
+                        bind_group_layouts: &[Some(&bind_group_layout)],
+                        immediate_size: 0,
+                    });
+            let pipeline = ctx
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("cellmap"),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions::default(),
+                    cache: None,
+                });
+            Self {
+                bind_group_layout,
+                pipeline,
+                plan: GrowBuffer::new(
+                    "cellmap plan",
+                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                ),
+                slots: [Slot::new(), Slot::new()],
+            }
+        })
+    }
+}
+
+/// Where a block's results go.
+struct Outputs<'a> {
+    mask: &'a mut [u8],
+    targets: Option<&'a mut [u8]>,
+    n: usize,
+}
+
+impl GpuEngine {
+    /// Voxels per block of the crop-group kernel for `plan` over classes of `dtypes`.
+    pub fn crop_block_voxels(
+        &self,
+        plan: &CropPlan,
+        dtypes: &[LabelDtype],
+        targets: bool,
+    ) -> usize {
+        layout::block_voxels(
+            self.context().max_binding(),
+            self.max_block_voxels(),
+            plan,
+            dtypes,
+            targets,
+        )
+    }
+
+    /// Computes the mask (and, with `targets`, the targets) of a crop-group region into
+    /// channel-major outputs, exactly as [`crate::cellmap::cpu::compute_into`] does.
+    ///
+    /// # Panics
+    /// As [`crate::cellmap::cpu::compute_into`].
+    pub fn compute_crop_into(
+        &self,
+        plan: &CropPlan,
+        classes: &[LabelSlice<'_>],
+        mask: &mut [u8],
+        targets: Option<&mut [u8]>,
+    ) -> Result<(), GpuError> {
+        let n =
+            super::cpu::check_sizes(plan, classes, mask.len(), targets.as_ref().map(|t| t.len()));
+        if n == 0 || plan.num_channels() == 0 {
+            return Ok(());
+        }
+        let ctx = self.context();
+        let mut guard = self.cellmap.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(CellmapKernel::new(ctx)?);
+        }
+        let kernel = guard.as_mut().expect("built above");
+        let dtypes: Vec<LabelDtype> = classes.iter().map(LabelSlice::dtype).collect();
+        let with_targets = targets.is_some();
+        let plan_words = layout::plan_words(plan, &dtypes);
+        let plan_buffer = kernel
+            .plan
+            .ensure(ctx, 4 * plan_words.len() as u64)?
+            .clone();
+        ctx.queue
+            .write_buffer(&plan_buffer, 0, bytemuck::cast_slice(&plan_words));
+        let block_voxels = self.crop_block_voxels(plan, &dtypes, with_targets);
+        let mut outputs = Outputs { mask, targets, n };
+        let CellmapKernel {
+            bind_group_layout,
+            pipeline,
+            slots,
+            ..
+        } = kernel;
+        let result = (|| {
+            for (i, (start, voxels)) in blocks(n, block_voxels).enumerate() {
+                let slot = &mut slots[i % 2];
+                if let Some(done) = slot.in_flight.take() {
+                    finish(ctx, slot, done, &mut outputs)?;
+                }
+                let block: Vec<LabelSlice<'_>> = classes
+                    .iter()
+                    .map(|c| c.slice(start..start + voxels))
+                    .collect();
+                let submitted = submit(
+                    ctx,
+                    bind_group_layout,
+                    pipeline,
+                    slot,
+                    &plan_buffer,
+                    plan,
+                    &block,
+                    voxels,
+                    with_targets,
+                )?;
+                slot.in_flight = Some(InFlight { start, ..submitted });
+            }
+            Ok(())
+        })();
+        // Drain both slots in block order, also after an error, so no buffer stays mapped.
+        let mut pending: Vec<(usize, usize)> = (0..2)
+            .filter_map(|s| slots[s].in_flight.as_ref().map(|f| (f.start, s)))
+            .collect();
+        pending.sort_unstable();
+        let mut drained = Ok(());
+        for (_, s) in pending {
+            let slot = &mut slots[s];
+            let done = slot.in_flight.take().expect("listed as in flight");
+            let r = finish(ctx, slot, done, &mut outputs);
+            if drained.is_ok() {
+                drained = r;
+            }
+        }
+        result.and(drained)
+    }
+}
+
+/// Uploads one block's class values, dispatches the kernel, copies the output to staging and
+/// starts mapping.
+#[allow(clippy::too_many_arguments)]
+fn submit(
+    ctx: &GpuContext,
+    bind_group_layout: &wgpu::BindGroupLayout,
+    pipeline: &wgpu::ComputePipeline,
+    slot: &mut Slot,
+    plan_buffer: &wgpu::Buffer,
+    plan: &CropPlan,
+    block: &[LabelSlice<'_>],
+    voxels: usize,
+    targets: bool,
+) -> Result<InFlight, GpuError> {
+    let params = layout::params(plan, voxels, targets);
+    let quads = params.quads as usize;
+    let dtypes: Vec<LabelDtype> = block.iter().map(LabelSlice::dtype).collect();
+    let prefix = layout::prefixes(&dtypes);
+    let value_bytes = 4 * (quads * prefix[block.len()]) as u64;
+    let out_bytes = layout::out_bytes(plan, quads, targets);
+    let params_size = std::mem::size_of::<Params>() as u64;
+    let params_buffer = slot.params.ensure(ctx, params_size)?.clone();
+    let values_buffer = slot.values.ensure(ctx, value_bytes)?.clone();
+    let out_buffer = slot.out.ensure(ctx, out_bytes)?.clone();
+    let staging = slot.staging.ensure(ctx, out_bytes)?.clone();
+    let submission = ctx.scoped("cellmap dispatch", || {
+        ctx.queue
+            .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
+        for (k, class) in block.iter().enumerate() {
+            let at = 4 * (quads * prefix[k]) as u64;
+            let (whole, tail) = label_upload(class);
+            if !whole.is_empty() {
+                ctx.queue.write_buffer(&values_buffer, at, whole);
+            }
+            if let Some(word) = tail {
+                ctx.queue
+                    .write_buffer(&values_buffer, at + whole.len() as u64, &word);
+            }
+        }
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("cellmap block"),
+            layout: bind_group_layout,
+            entries: &[
+                binding(0, &params_buffer, params_size),
+                binding(1, &values_buffer, value_bytes),
+                binding(2, plan_buffer, plan_buffer.size()),
+                binding(3, &out_buffer, out_bytes),
+            ],
+        });
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("cellmap block"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("cellmap"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            let (x, y) = grid(quads);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        encoder.copy_buffer_to_buffer(&out_buffer, 0, &staging, 0, out_bytes);
+        ctx.queue.submit([encoder.finish()])
+    })?;
+    let (tx, rx) = mpsc::channel();
+    staging
+        .slice(..out_bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+    Ok(InFlight {
+        start: 0,
+        voxels,
+        bytes: out_bytes,
+        submission,
+        mapped: rx,
+    })
+}
+
+/// Waits for a block, copies its masks (and targets) into the outputs, unmaps the staging
+/// buffer.
+fn finish(
+    ctx: &GpuContext,
+    slot: &mut Slot,
+    block: InFlight,
+    outputs: &mut Outputs<'_>,
+) -> Result<(), GpuError> {
+    let staging = slot.staging.ensure(ctx, block.bytes)?;
+    let view = crate::gpu::wait_mapped(
+        ctx,
+        "cellmap readback",
+        staging,
+        block.bytes,
+        block.submission,
+        &block.mapped,
+    )?;
+    {
+        let (mask_part, target_part) =
+            view.split_at(view.len() / (1 + outputs.targets.is_some() as usize));
+        scatter(
+            outputs.mask,
+            outputs.n,
+            block.start,
+            block.voxels,
+            mask_part,
+        );
+        if let Some(t) = outputs.targets.as_deref_mut() {
+            scatter(t, outputs.n, block.start, block.voxels, target_part);
+        }
+    }
+    drop(view);
+    staging.unmap();
+    Ok(())
+}
