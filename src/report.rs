@@ -4,57 +4,37 @@ use std::fmt::Write;
 
 use ndarray::{ArrayD, Axis};
 
-use crate::mask::MissingAnnotationsMask;
+use crate::cellmap::CropPlan;
+use crate::mask::{MissingAnnotationsMask, PlanRef};
+use crate::metadata::LabelMetadata;
 use crate::options::MaskPolicy;
+use crate::plan::MaskPlan;
 
-/// One line per channel: ids, trained voxels (count and share), and why a channel is off or
-/// partly off, in the words of the metadata.
+/// One line per channel: its members (ids, or classes for a crop group), trained voxels (count
+/// and share), and why a channel is off or partly off, in the words of the metadata.
 pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String {
-    let plan = mask.plan();
-    let sparse = mask.options().sparse;
-    let rows: Vec<[String; 4]> = plan
-        .channels()
-        .iter()
+    let (members, rules) = match (mask.plan(), mask.metadata()) {
+        (PlanRef::Labels(plan), Some(metadata)) => label_rules(mask, plan, metadata),
+        (PlanRef::Crop(plan), _) => crop_rules(plan),
+        (PlanRef::Labels(_), None) => unreachable!("a label-array mask has metadata"),
+    };
+    let names = mask.channels();
+    let rows: Vec<[String; 4]> = rules
+        .into_iter()
         .enumerate()
-        .map(|(c, ch)| {
+        .map(|(c, (list, rule))| {
             let channel = data.index_axis(Axis(0), c);
             let trained = channel.iter().filter(|&&v| v == 1).count();
             let total = channel.len().max(1);
-            let why: Vec<String> = ch
-                .missing
-                .iter()
-                .map(|&id| {
-                    let name = mask
-                        .metadata()
-                        .entry(id)
-                        .and_then(|e| e.name.clone())
-                        .map_or_else(String::new, |n| format!(" ({n})"));
-                    format!(
-                        "id {id}{name} {}",
-                        mask.metadata().status(id, sparse).explain()
-                    )
-                })
-                .collect();
-            let rule = if ch.zeroed {
-                format!("off everywhere: {}", why.join("; "))
-            } else if plan.policy() == MaskPolicy::PerVoxel && !why.is_empty() {
-                format!(
-                    "on where labels != {}, except {}",
-                    plan.background(),
-                    why.join("; ")
-                )
-            } else {
-                format!("on where labels != {}", plan.background())
-            };
             [
-                ch.name.clone(),
-                format!("{:?}", ch.ids),
+                names[c].to_string(),
+                list,
                 format!("{trained} ({:.1}%)", 100.0 * trained as f64 / total as f64),
                 rule,
             ]
         })
         .collect();
-    let header = ["channel", "ids", "trained voxels", "why"];
+    let header = ["channel", members, "trained voxels", "why"];
     let widths: Vec<usize> = (0..4)
         .map(|i| {
             rows.iter()
@@ -79,4 +59,74 @@ pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String
         );
     }
     out
+}
+
+/// Members and rule of each channel of a label-array mask.
+fn label_rules(
+    mask: &MissingAnnotationsMask,
+    plan: &MaskPlan,
+    metadata: &LabelMetadata,
+) -> (&'static str, Vec<(String, String)>) {
+    let sparse = mask.options().sparse;
+    let rules = plan
+        .channels()
+        .iter()
+        .map(|ch| {
+            let why: Vec<String> = ch
+                .missing
+                .iter()
+                .map(|&id| {
+                    let name = metadata
+                        .entry(id)
+                        .and_then(|e| e.name.clone())
+                        .map_or_else(String::new, |n| format!(" ({n})"));
+                    format!("id {id}{name} {}", metadata.status(id, sparse).explain())
+                })
+                .collect();
+            let rule = if ch.zeroed {
+                format!("off everywhere: {}", why.join("; "))
+            } else if plan.policy() == MaskPolicy::PerVoxel && !why.is_empty() {
+                format!(
+                    "on where labels != {}, except {}",
+                    plan.background(),
+                    why.join("; ")
+                )
+            } else {
+                format!("on where labels != {}", plan.background())
+            };
+            (format!("{:?}", ch.ids), rule)
+        })
+        .collect();
+    ("ids", rules)
+}
+
+/// Members and rule of each channel of a crop-group mask.
+fn crop_rules(plan: &CropPlan) -> (&'static str, Vec<(String, String)>) {
+    let rules = plan
+        .channels()
+        .iter()
+        .map(|ch| {
+            let rule = if ch.zeroed {
+                format!(
+                    "off everywhere: not annotated in this crop: {}",
+                    ch.lacking.join(", ")
+                )
+            } else {
+                let known: Vec<String> = ch
+                    .class_set
+                    .iter()
+                    .map(|k| {
+                        let class = &plan.classes()[k];
+                        match class.encoding.unknown {
+                            Some(u) => format!("{} != {u}", class.name),
+                            None => format!("{} (always known)", class.name),
+                        }
+                    })
+                    .collect();
+                format!("on where {}", known.join(" and "))
+            };
+            (format!("[{}]", ch.classes.join(", ")), rule)
+        })
+        .collect();
+    ("classes", rules)
 }

@@ -26,6 +26,7 @@ pub mod crop;
 pub mod gpu;
 pub mod layout;
 pub mod plan;
+pub mod synth;
 pub mod twin;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};
