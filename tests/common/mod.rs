@@ -2,6 +2,8 @@
 //! word and shares no code with the engines or the plan.
 #![allow(dead_code)]
 
+pub mod crop;
+
 use std::collections::BTreeSet;
 
 use annomask::{Groupings, LabelDtype};
