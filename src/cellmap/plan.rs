@@ -228,7 +228,44 @@ impl fmt::Display for CropPlan {
             let rule = if ch.zeroed {
                 format!("zeroed: not in the crop: {}", ch.lacking.join(", "))
             } else {
-                "trained where every class is known; target where any is positive".to_string()
+                let classes: Vec<&ClassPlan> =
+                    ch.class_set.iter().map(|k| &self.classes[k]).collect();
+                let known: Vec<String> = classes
+                    .iter()
+                    .filter_map(|c| c.encoding.unknown.map(|u| format!("{} != {u}", c.name)))
+                    .collect();
+                let positive: Vec<String> = classes
+                    .iter()
+                    .filter_map(|c| match c.kind {
+                        AnnotationKind::Semantic => {
+                            c.encoding.present.map(|p| format!("{} == {p}", c.name))
+                        }
+                        AnnotationKind::Instance => {
+                            let codes: Vec<String> =
+                                c.encoding.codes().map(|(_, v)| v.to_string()).collect();
+                            Some(match codes.is_empty() {
+                                true => format!("{} (any value)", c.name),
+                                false => format!("{} not in [{}]", c.name, codes.join(", ")),
+                            })
+                        }
+                    })
+                    .collect();
+                let rule = |what: &str, parts: Vec<String>, join: &str, constant: &str| match parts
+                    .is_empty()
+                {
+                    true => format!("{what} {constant}"),
+                    false => format!("{what} = 1 where {}", parts.join(join)),
+                };
+                format!(
+                    "{}; {}",
+                    rule("mask", known, " and ", "= 1 everywhere (no unknown code)"),
+                    rule(
+                        "target",
+                        positive,
+                        " or ",
+                        "= 0 everywhere (no present code)"
+                    )
+                )
             };
             writeln!(
                 f,
@@ -284,6 +321,13 @@ mod tests {
         assert_eq!(plan.channels()[2].lacking, ["missing"]);
         let text = plan.to_string();
         assert!(text.contains("zeroed: not in the crop: missing"), "{text}");
+        assert!(
+            text.contains(
+                "[3] d  [z]           -> mask = 1 everywhere (no unknown code); \
+                 target = 1 where z (any value)"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("z (instance, {}): known everywhere, positive everywhere"),
             "{text}"
