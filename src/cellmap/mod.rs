@@ -26,8 +26,10 @@ pub mod crop;
 pub mod gpu;
 pub mod layout;
 pub mod plan;
+pub mod report;
 pub mod synth;
 pub mod twin;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};
 pub use plan::{ClassPlan, CropChannelPlan, CropPlan};
+pub use report::CropReport;
