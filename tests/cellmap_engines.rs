@@ -8,37 +8,12 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
-
 use annomask::cellmap::{cpu, twin};
 use annomask::gpu::GpuEngine;
 use annomask::{Engine, LabelArray, LabelSlice};
 use common::crop::{CropCase, crop_case};
+use common::gpus;
 use proptest::prelude::*;
-
-/// The shared GPU engines (default blocks, and blocks of 64 voxels), or `None` with the reason
-/// printed. Panics under `REQUIRE_GPU=1` when there is no adapter.
-fn gpus() -> Option<&'static (Arc<GpuEngine>, Arc<GpuEngine>)> {
-    static GPUS: OnceLock<Option<(Arc<GpuEngine>, Arc<GpuEngine>)>> = OnceLock::new();
-    GPUS.get_or_init(|| {
-        let made =
-            GpuEngine::new().and_then(|a| Ok((a, GpuEngine::new()?.with_max_block_voxels(64))));
-        match made {
-            Ok((a, b)) => {
-                eprintln!("GPU tests on {}", a.context().describe());
-                Some((Arc::new(a), Arc::new(b)))
-            }
-            Err(e) if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("REQUIRE_GPU=1 but no GPU engine: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipping GPU tests: {e} (set REQUIRE_GPU=1 to fail instead)");
-                None
-            }
-        }
-    })
-    .as_ref()
-}
 
 fn slices(arrays: &[LabelArray]) -> Vec<LabelSlice<'_>> {
     arrays.iter().map(LabelArray::as_slice).collect()

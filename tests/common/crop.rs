@@ -220,3 +220,36 @@ pub fn crop_case() -> impl Strategy<Value = CropCase> {
         )
     })
 }
+
+/// Writes `case` as a crop group at `path` (8 nm voxels, one scale) in `format`.
+pub fn write_case(
+    case: &CropCase,
+    path: &std::path::Path,
+    format: annomask::ZarrFormat,
+    compression: annomask::zarr_array::Compression,
+) -> std::path::PathBuf {
+    use annomask::cellmap::synth::{ClassSpec, CropSpec, write_crop};
+    let classes = case
+        .classes
+        .iter()
+        .map(|c| {
+            let a = annotation(c);
+            let mut spec = ClassSpec::new(
+                c.name.clone(),
+                a.kind,
+                a.encoding,
+                super::labels_of(c.dtype, &case.shape, &c.raw),
+            );
+            spec.chunks = case
+                .shape
+                .iter()
+                .map(|&s| s.div_ceil(2).max(1) as u64)
+                .collect();
+            spec
+        })
+        .collect();
+    let mut spec = CropSpec::new(classes);
+    spec.format = format;
+    spec.compression = compression;
+    write_crop(path, &spec).unwrap()
+}
