@@ -33,20 +33,12 @@ use crate::error::GpuError;
 use crate::gpu::buffers::GrowBuffer;
 use crate::gpu::layout::{blocks, grid, label_upload, scatter};
 use crate::gpu::pipeline::layout_entry;
+use crate::gpu::pipelined::{InFlight, run_blocks, wait_mapped};
 use crate::gpu::{GpuContext, GpuEngine, binding};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The WGSL source of the crop-group kernel.
 pub const CELLMAP_WGSL: &str = include_str!("../../shaders/cellmap.wgsl");
-
-/// A block in flight: submitted, its staging buffer being mapped.
-struct InFlight {
-    start: usize,
-    voxels: usize,
-    bytes: u64,
-    submission: wgpu::SubmissionIndex,
-    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
-}
 
 /// One of the two alternating buffer sets.
 struct Slot {
@@ -194,17 +186,16 @@ impl GpuEngine {
             slots,
             ..
         } = kernel;
-        let result = (|| {
-            for (i, (start, voxels)) in blocks(n, block_voxels).enumerate() {
-                let slot = &mut slots[i % 2];
-                if let Some(done) = slot.in_flight.take() {
-                    finish(ctx, slot, done, &mut outputs)?;
-                }
+        run_blocks(
+            slots,
+            |slot| &mut slot.in_flight,
+            blocks(n, block_voxels),
+            |slot, start, voxels| {
                 let block: Vec<LabelSlice<'_>> = classes
                     .iter()
                     .map(|c| c.slice(start..start + voxels))
                     .collect();
-                let submitted = submit(
+                submit(
                     ctx,
                     bind_group_layout,
                     pipeline,
@@ -214,26 +205,10 @@ impl GpuEngine {
                     &block,
                     voxels,
                     with_targets,
-                )?;
-                slot.in_flight = Some(InFlight { start, ..submitted });
-            }
-            Ok(())
-        })();
-        // Drain both slots in block order, also after an error, so no buffer stays mapped.
-        let mut pending: Vec<(usize, usize)> = (0..2)
-            .filter_map(|s| slots[s].in_flight.as_ref().map(|f| (f.start, s)))
-            .collect();
-        pending.sort_unstable();
-        let mut drained = Ok(());
-        for (_, s) in pending {
-            let slot = &mut slots[s];
-            let done = slot.in_flight.take().expect("listed as in flight");
-            let r = finish(ctx, slot, done, &mut outputs);
-            if drained.is_ok() {
-                drained = r;
-            }
-        }
-        result.and(drained)
+                )
+            },
+            |slot, done| finish(ctx, slot, done, &mut outputs),
+        )
     }
 }
 
@@ -328,7 +303,7 @@ fn finish(
     outputs: &mut Outputs<'_>,
 ) -> Result<(), GpuError> {
     let staging = slot.staging.ensure(ctx, block.bytes)?;
-    let view = crate::gpu::wait_mapped(
+    let view = wait_mapped(
         ctx,
         "cellmap readback",
         staging,

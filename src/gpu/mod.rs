@@ -23,6 +23,7 @@ pub mod buffers;
 pub mod context;
 pub mod layout;
 pub mod pipeline;
+pub(crate) mod pipelined;
 pub mod twin;
 
 use std::sync::Mutex;
@@ -31,6 +32,7 @@ use std::sync::mpsc;
 use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
 use pipeline::MaskPipelines;
+use pipelined::{InFlight, run_blocks, wait_mapped};
 
 use crate::error::GpuError;
 use crate::label::LabelSlice;
@@ -38,15 +40,6 @@ use crate::plan::MaskPlan;
 
 /// Default upper bound on voxels per block: 16 Mi (128 MiB of u64 labels).
 pub const DEFAULT_MAX_BLOCK_VOXELS: usize = 16 << 20;
-
-/// A block in flight: submitted, its staging buffer being mapped.
-struct InFlight {
-    start: usize,
-    voxels: usize,
-    bytes: u64,
-    submission: wgpu::SubmissionIndex,
-    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
-}
 
 /// One of the two alternating buffer sets.
 struct Slot {
@@ -183,38 +176,21 @@ impl GpuEngine {
             .queue
             .write_buffer(&plan_buffer, 0, bytemuck::cast_slice(&plan_words));
         let block_voxels = self.block_voxels(channels, dtype.size());
-        let result = (|| {
-            for (i, (start, voxels)) in layout::blocks(n, block_voxels).enumerate() {
-                let slot = &mut buffers.slots[i % 2];
-                if let Some(done) = slot.in_flight.take() {
-                    self.finish(slot, done, out, n)?;
-                }
-                let submitted = self.submit(
+        run_blocks(
+            &mut buffers.slots,
+            |slot| &mut slot.in_flight,
+            layout::blocks(n, block_voxels),
+            |slot, start, voxels| {
+                self.submit(
                     slot,
                     &pipeline,
                     &plan_buffer,
                     plan,
                     labels.slice(start..start + voxels),
-                )?;
-                slot.in_flight = Some(InFlight { start, ..submitted });
-            }
-            Ok(())
-        })();
-        // Drain both slots in block order, also after an error, so no buffer stays mapped.
-        let mut pending: Vec<(usize, usize)> = (0..2)
-            .filter_map(|s| buffers.slots[s].in_flight.as_ref().map(|f| (f.start, s)))
-            .collect();
-        pending.sort_unstable();
-        let mut drained = Ok(());
-        for (_, s) in pending {
-            let slot = &mut buffers.slots[s];
-            let done = slot.in_flight.take().expect("listed as in flight");
-            let r = self.finish(slot, done, out, n);
-            if drained.is_ok() {
-                drained = r;
-            }
-        }
-        result.and(drained)
+                )
+            },
+            |slot, done| self.finish(slot, done, out, n),
+        )
     }
 
     /// Uploads one block, dispatches the kernel, copies the mask to staging and starts mapping.
@@ -333,41 +309,4 @@ impl GpuEngine {
         staging.unmap();
         Ok(())
     }
-}
-
-/// Waits for `submission`, then for the mapping of the first `bytes` of `staging` that was
-/// started with `mapped` as its callback channel, and returns the mapped bytes. A failure is a
-/// [`GpuError::Operation`] named `operation`, with the device error if one was not caught.
-pub(crate) fn wait_mapped(
-    ctx: &GpuContext,
-    operation: &str,
-    staging: &wgpu::Buffer,
-    bytes: u64,
-    submission: wgpu::SubmissionIndex,
-    mapped: &mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
-) -> Result<wgpu::BufferView, GpuError> {
-    let fail = |message: String| GpuError::Operation {
-        operation: operation.into(),
-        message,
-    };
-    ctx.device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(submission),
-            timeout: None,
-        })
-        .map_err(|e| fail(e.to_string()))?;
-    let result = mapped
-        .recv()
-        .map_err(|_| fail("the map callback never ran".into()))
-        .and_then(|r| r.map_err(|e| fail(e.to_string())));
-    if let Err(e) = result {
-        if let Some(msg) = ctx.uncaptured.lock().ok().and_then(|mut u| u.take()) {
-            return Err(fail(format!("{e}; device error: {msg}")));
-        }
-        return Err(e);
-    }
-    staging
-        .slice(..bytes)
-        .get_mapped_range()
-        .map_err(|e| fail(e.to_string()))
 }
