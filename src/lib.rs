@@ -9,6 +9,10 @@
 //! teach false negatives; the mask switches it off. The mask is `u8`, shape
 //! `(channels, *spatial)`: 1 = train here, 0 = don't. The contract is `SPEC.md`.
 //!
+//! CellMap crop groups (per-class arrays with `absent` / `present` / `unknown` codes, the format
+//! of the CellMap segmentation challenge) open through the same API with groupings by class
+//! name, and also give training targets; see [`cellmap`].
+//!
 //! ```
 //! use annomask::{synth, Groupings, MaskOptions, MissingAnnotationsMask, ZarrFormat};
 //! let dir = tempfile::tempdir()?;

@@ -474,7 +474,8 @@ impl MissingAnnotationsMask {
     ///
     /// # Panics
     /// If `block` is of the other source kind (a label block for a crop-group mask or the
-    /// reverse), or `out` has the wrong size.
+    /// reverse), if a [`ClassBlock`] built by hand does not hold one array of its shape per
+    /// class the plan reads, or if `out` has the wrong size.
     pub fn compute_block(&self, block: &SourceBlock, out: &mut [u8]) -> Result<()> {
         self.compute(block, out, None)
     }
