@@ -184,6 +184,24 @@ fn complement_counts(values: &LabelArray, encoding: &Encoding) -> BTreeMap<Strin
 }
 
 /// Writes a crop group at `path` and returns the path.
+///
+/// ```
+/// use annomask::cellmap::attrs::{AnnotationKind, Encoding};
+/// use annomask::cellmap::synth::{write_crop, ClassSpec, CropSpec, SEMANTIC};
+/// use annomask::{cellmap::CropGroup, LabelArray};
+/// let values = |v: Vec<u8>| LabelArray::from(ndarray::ArrayD::from_shape_vec(vec![2, 2], v).unwrap());
+/// let mut spec = CropSpec::new(vec![
+///     ClassSpec::new("mito_mem", AnnotationKind::Semantic, SEMANTIC, values(vec![0, 1, 255, 1])),
+///     ClassSpec::new("ecs", AnnotationKind::Semantic,
+///         Encoding { absent: Some(0), present: Some(1), unknown: None }, values(vec![1, 0, 0, 0])),
+/// ]);
+/// spec.class_names.push("er_mem".into()); // listed without a sub-group: opening fails
+/// let dir = tempfile::tempdir()?;
+/// let path = write_crop(&dir.path().join("crop7"), &spec)?;
+/// let err = CropGroup::open(&path).unwrap_err();
+/// assert!(err.to_string().contains("class \"er_mem\" is listed"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_crop(path: &Path, spec: &CropSpec) -> Result<PathBuf, Error> {
     let name = path
         .file_name()
