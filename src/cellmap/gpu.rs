@@ -25,16 +25,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::sync::mpsc;
-
 use super::layout::{self, Params};
 use super::plan::CropPlan;
 use crate::error::GpuError;
 use crate::gpu::buffers::GrowBuffer;
-use crate::gpu::layout::{blocks, grid, label_upload, scatter};
-use crate::gpu::pipeline::layout_entry;
-use crate::gpu::pipelined::{InFlight, run_blocks, wait_mapped};
-use crate::gpu::{GpuContext, GpuEngine, binding};
+use crate::gpu::layout::{blocks, label_upload, scatter};
+use crate::gpu::pipeline::kernel_layouts;
+use crate::gpu::pipelined::{Dispatch, InFlight, run_blocks, submit_block, wait_mapped};
+use crate::gpu::{GpuContext, GpuEngine};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The WGSL source of the crop-group kernel.
@@ -74,31 +72,8 @@ impl CellmapKernel {
     /// Compiles `shaders/cellmap.wgsl` on `ctx`.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         ctx.scoped("shader compilation (shaders/cellmap.wgsl)", || {
-            let module = ctx
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("cellmap.wgsl"),
-                    source: wgpu::ShaderSource::Wgsl(CELLMAP_WGSL.into()),
-                });
-            let read_only = wgpu::BufferBindingType::Storage { read_only: true };
-            let bind_group_layout =
-                ctx.device
-                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                        label: Some("cellmap bindings"),
-                        entries: &[
-                            layout_entry(0, wgpu::BufferBindingType::Uniform),
-                            layout_entry(1, read_only),
-                            layout_entry(2, read_only),
-                            layout_entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
-                        ],
-                    });
-            let pipeline_layout =
-                ctx.device
-                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some("cellmap"),
-                        bind_group_layouts: &[Some(&bind_group_layout)],
-                        immediate_size: 0,
-                    });
+            let (module, bind_group_layout, pipeline_layout) =
+                kernel_layouts(ctx, "cellmap.wgsl", CELLMAP_WGSL);
             let pipeline = ctx
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -237,7 +212,20 @@ fn submit(
     let values_buffer = slot.values.ensure(ctx, value_bytes)?.clone();
     let out_buffer = slot.out.ensure(ctx, out_bytes)?.clone();
     let staging = slot.staging.ensure(ctx, out_bytes)?.clone();
-    let submission = ctx.scoped("cellmap dispatch", || {
+    let dispatch = Dispatch {
+        name: "cellmap",
+        layout: bind_group_layout,
+        pipeline,
+        bindings: [
+            (&params_buffer, params_size),
+            (&values_buffer, value_bytes),
+            (plan_buffer, plan_buffer.size()),
+            (&out_buffer, out_bytes),
+        ],
+        quads,
+        staging: &staging,
+    };
+    submit_block(ctx, dispatch, voxels, || {
         ctx.queue
             .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
         for (k, class) in block.iter().enumerate() {
@@ -251,46 +239,6 @@ fn submit(
                     .write_buffer(&values_buffer, at + whole.len() as u64, &word);
             }
         }
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("cellmap block"),
-            layout: bind_group_layout,
-            entries: &[
-                binding(0, &params_buffer, params_size),
-                binding(1, &values_buffer, value_bytes),
-                binding(2, plan_buffer, plan_buffer.size()),
-                binding(3, &out_buffer, out_bytes),
-            ],
-        });
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("cellmap block"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("cellmap"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            let (x, y) = grid(quads);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        encoder.copy_buffer_to_buffer(&out_buffer, 0, &staging, 0, out_bytes);
-        ctx.queue.submit([encoder.finish()])
-    })?;
-    let (tx, rx) = mpsc::channel();
-    staging
-        .slice(..out_bytes)
-        .map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-    Ok(InFlight {
-        start: 0,
-        voxels,
-        bytes: out_bytes,
-        submission,
-        mapped: rx,
     })
 }
 

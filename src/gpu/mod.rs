@@ -27,12 +27,11 @@ pub(crate) mod pipelined;
 pub mod twin;
 
 use std::sync::Mutex;
-use std::sync::mpsc;
 
 use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
 use pipeline::MaskPipelines;
-use pipelined::{InFlight, run_blocks, wait_mapped};
+use pipelined::{Dispatch, InFlight, run_blocks, submit_block, wait_mapped};
 
 use crate::error::GpuError;
 use crate::label::LabelSlice;
@@ -216,7 +215,20 @@ impl GpuEngine {
         let mask_buffer = slot.mask.ensure(ctx, mask_bytes)?.clone();
         let staging = slot.staging.ensure(ctx, mask_bytes)?.clone();
         let (prefix, tail) = layout::label_upload(&block);
-        let submission = ctx.scoped("mask dispatch", || {
+        let dispatch = Dispatch {
+            name: "mask",
+            layout: &self.pipelines.bind_group_layout,
+            pipeline,
+            bindings: [
+                (&params_buffer, std::mem::size_of::<layout::Params>() as u64),
+                (&labels_buffer, label_bytes),
+                (plan_buffer, plan_buffer.size()),
+                (&mask_buffer, mask_bytes),
+            ],
+            quads: quads as usize,
+            staging: &staging,
+        };
+        submit_block(ctx, dispatch, voxels, || {
             ctx.queue
                 .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
             if !prefix.is_empty() {
@@ -226,67 +238,9 @@ impl GpuEngine {
                 ctx.queue
                     .write_buffer(&labels_buffer, prefix.len() as u64, &word);
             }
-            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("mask block"),
-                layout: &self.pipelines.bind_group_layout,
-                entries: &[
-                    binding(
-                        0,
-                        &params_buffer,
-                        std::mem::size_of::<layout::Params>() as u64,
-                    ),
-                    binding(1, &labels_buffer, label_bytes),
-                    binding(2, plan_buffer, plan_buffer.size()),
-                    binding(3, &mask_buffer, mask_bytes),
-                ],
-            });
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("mask block"),
-                });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("mask"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                let (x, y) = layout::grid(quads as usize);
-                pass.dispatch_workgroups(x, y, 1);
-            }
-            encoder.copy_buffer_to_buffer(&mask_buffer, 0, &staging, 0, mask_bytes);
-            ctx.queue.submit([encoder.finish()])
-        })?;
-        let (tx, rx) = mpsc::channel();
-        staging
-            .slice(..mask_bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        Ok(InFlight {
-            start: 0,
-            voxels,
-            bytes: mask_bytes,
-            submission,
-            mapped: rx,
         })
     }
-}
 
-/// A bind group entry for the first `size` bytes (rounded up to 4) of `buffer`.
-pub(crate) fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset: 0,
-            size: std::num::NonZeroU64::new(size.max(4).next_multiple_of(4)),
-        }),
-    }
-}
-
-impl GpuEngine {
     /// Waits for a block, copies its mask into `out`, unmaps the staging buffer.
     fn finish(
         &self,

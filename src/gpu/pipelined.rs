@@ -4,6 +4,7 @@
 use std::sync::mpsc;
 
 use super::context::GpuContext;
+use super::layout::grid;
 use crate::error::GpuError;
 
 /// A block in flight: submitted, its staging buffer being mapped.
@@ -18,6 +19,91 @@ pub(crate) struct InFlight {
     pub(crate) submission: wgpu::SubmissionIndex,
     /// Receives the result of `map_async`.
     pub(crate) mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// One block's dispatch of a kernel.
+pub(crate) struct Dispatch<'a> {
+    /// The kernel's name, for labels and errors (`mask`, `cellmap`).
+    pub(crate) name: &'static str,
+    /// Its bind group layout.
+    pub(crate) layout: &'a wgpu::BindGroupLayout,
+    /// Its pipeline.
+    pub(crate) pipeline: &'a wgpu::ComputePipeline,
+    /// Bindings 0 to 3 (params, input, plan, output), each with the bytes it binds.
+    pub(crate) bindings: [(&'a wgpu::Buffer, u64); 4],
+    /// Quads of the block: one invocation each.
+    pub(crate) quads: usize,
+    /// Where the output (binding 3) is copied to be mapped.
+    pub(crate) staging: &'a wgpu::Buffer,
+}
+
+/// Runs `upload` (the block's queue writes), dispatches the kernel over `d.quads` quads, copies
+/// the output binding to staging, submits, and starts mapping, all inside error scopes. The
+/// returned block starts at voxel 0; [`run_blocks`] sets its start.
+pub(crate) fn submit_block(
+    ctx: &GpuContext,
+    d: Dispatch<'_>,
+    voxels: usize,
+    upload: impl FnOnce(),
+) -> Result<InFlight, GpuError> {
+    let (output, bytes) = d.bindings[3];
+    let label = format!("{} block", d.name);
+    let submission = ctx.scoped(&format!("{} dispatch", d.name), || {
+        upload();
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = d
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, &(buffer, size))| binding(i as u32, buffer, size))
+            .collect();
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&label),
+            layout: d.layout,
+            entries: &entries,
+        });
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(&label),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(d.name),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(d.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            let (x, y) = grid(d.quads);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        encoder.copy_buffer_to_buffer(output, 0, d.staging, 0, bytes);
+        ctx.queue.submit([encoder.finish()])
+    })?;
+    let (tx, rx) = mpsc::channel();
+    d.staging
+        .slice(..bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+    Ok(InFlight {
+        start: 0,
+        voxels,
+        bytes,
+        submission,
+        mapped: rx,
+    })
+}
+
+/// A bind group entry for the first `size` bytes (rounded up to 4, at least 4) of `buffer`.
+fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: 0,
+            size: std::num::NonZeroU64::new(size.max(4).next_multiple_of(4)),
+        }),
+    }
 }
 
 /// Runs `blocks` (`(start, voxels)`) through two alternating slots. Block `i` goes to slot
