@@ -8,6 +8,7 @@ use super::layout::{
 };
 use super::plan::CropPlan;
 use crate::gpu::layout::{WORKGROUP_SIZE, blocks, grid, label_upload, scatter};
+use crate::gpu::twin::{at, extract_bits};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The shader's bindings: `params`, `values`, `plan`, `out`.
@@ -20,21 +21,6 @@ pub struct Bindings<'a> {
     pub plan: &'a [u32],
     /// `@binding(3)`
     pub out: &'a mut [u32],
-}
-
-/// Out-of-range reads return 0, like the robust buffer access a GPU gives a shader.
-fn at(buffer: &[u32], i: u32) -> u32 {
-    buffer.get(i as usize).copied().unwrap_or(0)
-}
-
-/// `extractBits` of WGSL, for u32 (zero-extended) and i32 (sign-extended).
-fn extract_bits(word: u32, offset: u32, count: u32, signed: bool) -> u32 {
-    let field = (word >> offset) & (u32::MAX >> (32 - count));
-    if signed && (field >> (count - 1)) & 1 == 1 {
-        field | !(u32::MAX >> (32 - count))
-    } else {
-        field
-    }
 }
 
 /// `fn record(k)`.
