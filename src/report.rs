@@ -35,28 +35,36 @@ pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String
         })
         .collect();
     let header = ["channel", members, "trained voxels", "why"];
-    let widths: Vec<usize> = (0..4)
+    table(&header, &rows, &[2])
+}
+
+/// A text table: `header` and `rows` in columns two spaces apart, each as wide as its widest
+/// cell, left-aligned except the columns in `right`; the last column is not padded.
+pub(crate) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R], right: &[usize]) -> String {
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
-                .map(|r| r[i].len())
+                .map(|r| r.as_ref()[i].len())
                 .chain([header[i].len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     let mut out = String::new();
-    for row in std::iter::once(header.map(str::to_string)).chain(rows) {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
+    for row in std::iter::once(&header[..]).chain(rows.iter().map(AsRef::as_ref)) {
+        let last = row.len() - 1;
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| match (i == last, right.contains(&i)) {
+                (true, _) => cell.clone(),
+                (false, true) => format!("{cell:>w$}"),
+                (false, false) => format!("{cell:<w$}"),
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
 }

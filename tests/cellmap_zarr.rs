@@ -234,6 +234,14 @@ fn open_detects_the_crop_and_reads_only_what_it_needs() {
         "a lacking class zeroes its channel"
     );
     assert!(t.index_axis(ndarray::Axis(0), 1).iter().all(|&v| v == 0));
+    let table = annomask::report::channel_table(&mask, &m);
+    for want in [
+        "channel  classes               trained voxels  why",
+        "on where mito_mem != 255 and mito_lum != 255",
+        "0 (0.0%)  off everywhere: not annotated in this crop: er_lum",
+    ] {
+        assert!(table.contains(want), "{want:?} not in\n{table}");
+    }
     let plan_text = mask.plan().to_string();
     assert!(
         plan_text.contains("zeroed: not in the crop: er_lum"),

@@ -303,23 +303,7 @@ impl fmt::Display for CropReport {
             "in crop",
             "channels",
         ];
-        let widths: Vec<usize> = (0..8)
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].len())
-                    .chain([header[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in std::iter::once(header.map(str::to_string)).chain(rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, &w)| format!("{cell:<w$}"))
-                .collect();
-            writeln!(f, "{}", cells.join("  ").trim_end())?;
-        }
+        f.write_str(&crate::report::table(&header, &rows, &[]))?;
         if let Some(plan) = &self.plan {
             write!(f, "\n{plan}")?;
         }
