@@ -113,6 +113,24 @@ pub struct ClassAnnotation {
     pub complement_counts: Option<BTreeMap<String, u64>>,
 }
 
+impl ClassAnnotation {
+    /// An annotation without complement counts.
+    ///
+    /// ```
+    /// use annomask::cellmap::attrs::{AnnotationKind, ClassAnnotation, Encoding};
+    /// let a = ClassAnnotation::new("mito", AnnotationKind::Instance, Encoding::default());
+    /// assert_eq!(a.class_name, "mito");
+    /// ```
+    pub fn new(class_name: impl Into<String>, kind: AnnotationKind, encoding: Encoding) -> Self {
+        Self {
+            class_name: class_name.into(),
+            kind,
+            encoding,
+            complement_counts: None,
+        }
+    }
+}
+
 /// The crop group's own `cellmap.annotation`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CropAttributes {

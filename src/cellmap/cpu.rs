@@ -9,9 +9,8 @@
 //! ```
 //! use annomask::cellmap::{attrs::{AnnotationKind, ClassAnnotation, Encoding}, cpu, CropPlan};
 //! use annomask::{ClassGroupings, LabelSlice};
-//! let mem = ClassAnnotation { class_name: "mito_mem".into(), kind: AnnotationKind::Semantic,
-//!     encoding: Encoding { absent: Some(0), present: Some(1), unknown: Some(255) },
-//!     complement_counts: None };
+//! let mem = ClassAnnotation::new("mito_mem", AnnotationKind::Semantic,
+//!     Encoding { absent: Some(0), present: Some(1), unknown: Some(255) });
 //! let plan = CropPlan::new(&ClassGroupings::new([("mito", vec!["mito_mem"])])?, &[mem]);
 //! let values: Vec<u8> = vec![0, 1, 255, 1];
 //! let (mut mask, mut targets) = (vec![0u8; 4], vec![0u8; 4]);
@@ -201,12 +200,7 @@ mod tests {
     use crate::groupings::ClassGroupings;
 
     fn annotation(name: &str, kind: AnnotationKind, encoding: Encoding) -> ClassAnnotation {
-        ClassAnnotation {
-            class_name: name.into(),
-            kind,
-            encoding,
-            complement_counts: None,
-        }
+        ClassAnnotation::new(name, kind, encoding)
     }
 
     #[test]

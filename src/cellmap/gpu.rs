@@ -14,9 +14,8 @@
 //! use annomask::cellmap::{attrs::{AnnotationKind, ClassAnnotation, Encoding}, CropPlan};
 //! use annomask::{gpu::GpuEngine, ClassGroupings, LabelSlice};
 //! let gpu = GpuEngine::new()?;
-//! let mem = ClassAnnotation { class_name: "mito_mem".into(), kind: AnnotationKind::Semantic,
-//!     encoding: Encoding { absent: Some(0), present: Some(1), unknown: Some(255) },
-//!     complement_counts: None };
+//! let mem = ClassAnnotation::new("mito_mem", AnnotationKind::Semantic,
+//!     Encoding { absent: Some(0), present: Some(1), unknown: Some(255) });
 //! let plan = CropPlan::new(&ClassGroupings::new([("mito", vec!["mito_mem"])])?, &[mem]);
 //! let values: Vec<u8> = vec![0, 1, 255, 1];
 //! let (mut mask, mut targets) = (vec![0u8; 4], vec![0u8; 4]);

@@ -153,12 +153,7 @@ mod tests {
     fn plan_words_hold_records_and_sets() {
         let g = ClassGroupings::new([("a", vec!["x", "y"]), ("b", vec!["y"]), ("z", vec!["q"])])
             .unwrap();
-        let ann = |name: &str, kind, encoding| ClassAnnotation {
-            class_name: name.into(),
-            kind,
-            encoding,
-            complement_counts: None,
-        };
+        let ann = ClassAnnotation::new;
         let plan = CropPlan::new(
             &g,
             &[

@@ -20,12 +20,8 @@
 //! use annomask::cellmap::attrs::{AnnotationKind, ClassAnnotation, Encoding};
 //! use annomask::cellmap::CropPlan;
 //! use annomask::ClassGroupings;
-//! let semantic = |name: &str| ClassAnnotation {
-//!     class_name: name.into(),
-//!     kind: AnnotationKind::Semantic,
-//!     encoding: Encoding { absent: Some(0), present: Some(1), unknown: Some(255) },
-//!     complement_counts: None,
-//! };
+//! let encoding = Encoding { absent: Some(0), present: Some(1), unknown: Some(255) };
+//! let semantic = |name: &str| ClassAnnotation::new(name, AnnotationKind::Semantic, encoding);
 //! let groupings = ClassGroupings::new([
 //!     ("mito", vec!["mito_mem", "mito_lum"]),
 //!     ("er", vec!["er_mem", "er_lum"]),
@@ -282,12 +278,7 @@ mod tests {
     use super::*;
 
     fn class(name: &str, kind: AnnotationKind, encoding: Encoding) -> ClassAnnotation {
-        ClassAnnotation {
-            class_name: name.into(),
-            kind,
-            encoding,
-            complement_counts: None,
-        }
+        ClassAnnotation::new(name, kind, encoding)
     }
 
     #[test]

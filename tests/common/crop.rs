@@ -130,20 +130,17 @@ impl CropCase {
 }
 
 pub fn annotation(c: &OracleClass) -> ClassAnnotation {
-    ClassAnnotation {
-        class_name: c.name.clone(),
-        kind: if c.instance {
-            AnnotationKind::Instance
-        } else {
-            AnnotationKind::Semantic
-        },
-        encoding: Encoding {
-            absent: c.absent,
-            present: c.present,
-            unknown: c.unknown,
-        },
-        complement_counts: None,
-    }
+    let kind = if c.instance {
+        AnnotationKind::Instance
+    } else {
+        AnnotationKind::Semantic
+    };
+    let encoding = Encoding {
+        absent: c.absent,
+        present: c.present,
+        unknown: c.unknown,
+    };
+    ClassAnnotation::new(c.name.clone(), kind, encoding)
 }
 
 /// Codes and voxel values that stress the comparisons: dtype borders, >= 2^32, all ones.
