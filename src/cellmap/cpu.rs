@@ -199,10 +199,6 @@ mod tests {
     use crate::cellmap::attrs::{ClassAnnotation, Encoding};
     use crate::groupings::ClassGroupings;
 
-    fn annotation(name: &str, kind: AnnotationKind, encoding: Encoding) -> ClassAnnotation {
-        ClassAnnotation::new(name, kind, encoding)
-    }
-
     #[test]
     fn blocks_cover_every_voxel_and_mixed_dtypes() {
         let g = ClassGroupings::new([
@@ -224,8 +220,8 @@ mod tests {
         let plan = CropPlan::new(
             &g,
             &[
-                annotation("s", AnnotationKind::Semantic, sem),
-                annotation("i", AnnotationKind::Instance, inst),
+                ClassAnnotation::new("s", AnnotationKind::Semantic, sem),
+                ClassAnnotation::new("i", AnnotationKind::Instance, inst),
             ],
         );
         let n = 2 * BLOCK_VOXELS + 5;
@@ -258,7 +254,7 @@ mod tests {
         let g = ClassGroupings::new([("a", vec!["s"])]).unwrap();
         let plan = CropPlan::new(
             &g,
-            &[annotation(
+            &[ClassAnnotation::new(
                 "s",
                 AnnotationKind::Semantic,
                 Encoding::default(),

@@ -277,10 +277,6 @@ impl fmt::Display for CropPlan {
 mod tests {
     use super::*;
 
-    fn class(name: &str, kind: AnnotationKind, encoding: Encoding) -> ClassAnnotation {
-        ClassAnnotation::new(name, kind, encoding)
-    }
-
     #[test]
     fn sets_link_channels_and_classes() {
         let g = ClassGroupings::new([
@@ -292,10 +288,10 @@ mod tests {
         .unwrap();
         let e = Encoding::default();
         let crop = [
-            class("z", AnnotationKind::Instance, e),
-            class("unused", AnnotationKind::Semantic, e),
-            class("y", AnnotationKind::Semantic, e),
-            class("x", AnnotationKind::Semantic, e),
+            ClassAnnotation::new("z", AnnotationKind::Instance, e),
+            ClassAnnotation::new("unused", AnnotationKind::Semantic, e),
+            ClassAnnotation::new("y", AnnotationKind::Semantic, e),
+            ClassAnnotation::new("x", AnnotationKind::Semantic, e),
         ];
         let plan = CropPlan::new(&g, &crop);
         let names: Vec<&str> = plan.classes().iter().map(|c| c.name.as_str()).collect();
