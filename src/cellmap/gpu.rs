@@ -160,6 +160,15 @@ impl GpuEngine {
             slots,
             ..
         } = kernel;
+        let call = Call {
+            ctx,
+            bind_group_layout,
+            pipeline,
+            plan_buffer: &plan_buffer,
+            plan,
+            prefix: layout::prefixes(&dtypes),
+            targets: with_targets,
+        };
         run_blocks(
             slots,
             |slot| &mut slot.in_flight,
@@ -169,76 +178,73 @@ impl GpuEngine {
                     .iter()
                     .map(|c| c.slice(start..start + voxels))
                     .collect();
-                submit(
-                    ctx,
-                    bind_group_layout,
-                    pipeline,
-                    slot,
-                    &plan_buffer,
-                    plan,
-                    &block,
-                    voxels,
-                    with_targets,
-                )
+                call.submit(slot, &block, voxels)
             },
             |slot, done| finish(ctx, slot, done, &mut outputs),
         )
     }
 }
 
-/// Uploads one block's class values, dispatches the kernel, copies the output to staging and
-/// starts mapping.
-#[allow(clippy::too_many_arguments)]
-fn submit(
-    ctx: &GpuContext,
-    bind_group_layout: &wgpu::BindGroupLayout,
-    pipeline: &wgpu::ComputePipeline,
-    slot: &mut Slot,
-    plan_buffer: &wgpu::Buffer,
-    plan: &CropPlan,
-    block: &[LabelSlice<'_>],
-    voxels: usize,
+/// What stays the same for every block of one call.
+struct Call<'a> {
+    ctx: &'a GpuContext,
+    bind_group_layout: &'a wgpu::BindGroupLayout,
+    pipeline: &'a wgpu::ComputePipeline,
+    plan_buffer: &'a wgpu::Buffer,
+    plan: &'a CropPlan,
+    /// [`layout::prefixes`] of the classes' dtypes.
+    prefix: Vec<usize>,
     targets: bool,
-) -> Result<InFlight, GpuError> {
-    let params = layout::params(plan, voxels, targets);
-    let quads = params.quads as usize;
-    let dtypes: Vec<LabelDtype> = block.iter().map(LabelSlice::dtype).collect();
-    let prefix = layout::prefixes(&dtypes);
-    let value_bytes = 4 * (quads * prefix[block.len()]) as u64;
-    let out_bytes = layout::out_bytes(plan, quads, targets);
-    let params_size = std::mem::size_of::<Params>() as u64;
-    let params_buffer = slot.params.ensure(ctx, params_size)?.clone();
-    let values_buffer = slot.values.ensure(ctx, value_bytes)?.clone();
-    let out_buffer = slot.out.ensure(ctx, out_bytes)?.clone();
-    let staging = slot.staging.ensure(ctx, out_bytes)?.clone();
-    let dispatch = Dispatch {
-        name: "cellmap",
-        layout: bind_group_layout,
-        pipeline,
-        bindings: [
-            (&params_buffer, params_size),
-            (&values_buffer, value_bytes),
-            (plan_buffer, plan_buffer.size()),
-            (&out_buffer, out_bytes),
-        ],
-        quads,
-        staging: &staging,
-    };
-    submit_block(ctx, dispatch, voxels, || {
-        ctx.queue
-            .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
-        for (k, class) in block.iter().enumerate() {
-            let at = 4 * (quads * prefix[k]) as u64;
-            let (whole, tail) = label_upload(class);
-            if !whole.is_empty() {
-                ctx.queue.write_buffer(&values_buffer, at, whole);
+}
+
+impl Call<'_> {
+    /// Uploads one block's class values, dispatches the kernel, copies the output to staging
+    /// and starts mapping.
+    fn submit(
+        &self,
+        slot: &mut Slot,
+        block: &[LabelSlice<'_>],
+        voxels: usize,
+    ) -> Result<InFlight, GpuError> {
+        let (ctx, prefix) = (self.ctx, &self.prefix);
+        let params = layout::params(self.plan, voxels, self.targets);
+        let quads = params.quads as usize;
+        let value_bytes = 4 * (quads * prefix[block.len()]) as u64;
+        let out_bytes = layout::out_bytes(self.plan, quads, self.targets);
+        let params_size = std::mem::size_of::<Params>() as u64;
+        let params_buffer = slot.params.ensure(ctx, params_size)?.clone();
+        let values_buffer = slot.values.ensure(ctx, value_bytes)?.clone();
+        let out_buffer = slot.out.ensure(ctx, out_bytes)?.clone();
+        let staging = slot.staging.ensure(ctx, out_bytes)?.clone();
+        let dispatch = Dispatch {
+            name: "cellmap",
+            layout: self.bind_group_layout,
+            pipeline: self.pipeline,
+            bindings: [
+                (&params_buffer, params_size),
+                (&values_buffer, value_bytes),
+                (self.plan_buffer, self.plan_buffer.size()),
+                (&out_buffer, out_bytes),
+            ],
+            quads,
+            staging: &staging,
+        };
+        submit_block(ctx, dispatch, voxels, || {
+            ctx.queue
+                .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
+            for (k, class) in block.iter().enumerate() {
+                let at = 4 * (quads * prefix[k]) as u64;
+                let (whole, tail) = label_upload(class);
+                if !whole.is_empty() {
+                    ctx.queue.write_buffer(&values_buffer, at, whole);
+                }
+                if let Some(word) = tail {
+                    ctx.queue
+                        .write_buffer(&values_buffer, at + whole.len() as u64, &word);
+                }
             }
-            if let Some(word) = tail {
-                ctx.queue
-                    .write_buffer(&values_buffer, at + whole.len() as u64, &word);
-            }
-        }
-    })
+        })
+    }
 }
 
 /// Waits for a block, copies its masks (and targets) into the outputs, unmaps the staging
