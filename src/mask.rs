@@ -454,7 +454,9 @@ impl MissingAnnotationsMask {
         match &self.source {
             Source::Labels(l) => Ok(SourceBlock::Labels(l.volume.read_region(region)?)),
             Source::Crop(c) => {
-                c.volumes[0].check_region(region)?;
+                if c.read_volumes().is_empty() {
+                    c.volumes[0].check_region(region)?;
+                }
                 let classes = c
                     .read_volumes()
                     .iter()
