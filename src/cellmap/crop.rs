@@ -247,7 +247,13 @@ impl CropGroup {
         Ok(volumes)
     }
 
-    fn check_same_geometry(&self, a: &LabelVolume, b: &LabelVolume) -> Result<(), CropError> {
+    /// Fails with [`CropError::GeometryMismatch`] unless `a` and `b` share shape, axes, voxel
+    /// size and offset.
+    pub(crate) fn check_same_geometry(
+        &self,
+        a: &LabelVolume,
+        b: &LabelVolume,
+    ) -> Result<(), CropError> {
         let (ga, gb) = (a.geometry(), b.geometry());
         let mismatch = |what: &str, x: String, y: String| CropError::GeometryMismatch {
             path: self.name.clone(),

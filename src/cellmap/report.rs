@@ -104,6 +104,7 @@ impl CropReport {
                 .is_some_and(|p| p.classes().iter().any(|c| c.name == class))
         };
         let mut rows = Vec::new();
+        let mut read_volumes = Vec::new();
         for class in crop.classes() {
             let name = class.name();
             let mut row = ClassRow {
@@ -134,6 +135,9 @@ impl CropReport {
                                 volume.dtype()
                             ));
                         }
+                    }
+                    if row.read {
+                        read_volumes.push(volume);
                     }
                 }
                 Err(e) => warnings.push(e.to_string()),
@@ -172,14 +176,11 @@ impl CropReport {
                 });
             }
         }
-        if let Some(p) = &plan {
-            let names: Vec<&str> = p.classes().iter().map(|c| c.name.as_str()).collect();
-            if let Err(e) = crop.open_classes(&names, &scale) {
-                let message = e.to_string();
-                if !warnings.contains(&message) {
-                    warnings.push(message);
-                }
-            }
+        if let Some((first, rest)) = read_volumes.split_first() {
+            let mismatch = rest
+                .iter()
+                .find_map(|other| crop.check_same_geometry(first, other).err());
+            warnings.extend(mismatch.map(|e| e.to_string()));
         }
         Self {
             crop: crop.name().to_string(),
