@@ -178,6 +178,16 @@ pub enum CropError {
         /// What was found instead.
         message: String,
     },
+    /// A class was asked for that the crop does not list in `class_names`.
+    #[error("{path}: class {class:?} is not in cellmap.annotation.class_names ({listed})")]
+    NotListed {
+        /// The crop group.
+        path: String,
+        /// The class.
+        class: String,
+        /// The classes it lists, comma-separated.
+        listed: String,
+    },
     /// A class group has no array at the chosen scale.
     #[error("{path}: class {class:?} has no scale {scale:?} (its scales: {available})")]
     MissingScale {

@@ -580,6 +580,21 @@ fn malformed_crop_and_class_attributes() {
         matches!(&err, Error::Crop(CropError::MissingClassGroup { class, .. }) if class == "ghost"),
         "{err}"
     );
+    // Asking a crop for a class it does not list.
+    let (fixture_path, _) = fixture(ZarrFormat::V2);
+    let err = CropGroup::open(fixture_path)
+        .unwrap()
+        .open_class("er_lum", "s0")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Crop(CropError::NotListed { class, .. }) if class == "er_lum"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("is not in cellmap.annotation.class_names (mito_mem, mito_lum, mito,"),
+        "{err}"
+    );
     // A class whose encoding is malformed: rewrite its group attributes.
     let bad_class = crop_with(
         dir.path(),

@@ -218,17 +218,20 @@ impl CropGroup {
 
     /// Opens the array of class `class` at `scale`.
     ///
-    /// Errors: [`CropError::MissingClassGroup`] if the crop does not list `class`,
+    /// Errors: [`CropError::NotListed`] if the crop does not list `class`,
     /// [`CropError::MissingScale`], and the errors of [`LabelVolume::open`] (unsupported dtype,
     /// dimensionality, geometry attributes), which name the array.
     pub fn open_class(&self, class: &str, scale: &str) -> Result<LabelVolume, Error> {
-        let group = self
-            .class(class)
-            .ok_or_else(|| CropError::MissingClassGroup {
-                path: self.name.clone(),
-                class: class.to_string(),
-                message: "the crop does not list it in cellmap.annotation.class_names".into(),
-            })?;
+        let group = self.class(class).ok_or_else(|| CropError::NotListed {
+            path: self.name.clone(),
+            class: class.to_string(),
+            listed: self
+                .classes
+                .iter()
+                .map(ClassGroup::name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
         LabelVolume::open(group.array_path(scale)?)
     }
 
