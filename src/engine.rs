@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::bits::MaskLayout;
+use crate::cellmap::{self, CropPlan};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterPolicy, GpuEngine};
@@ -139,6 +140,42 @@ impl Engine {
             let mut expected = vec![0u8; out.len()];
             cpu_into(&mut expected);
             check_equal(self.name(), shape, layout, out, &expected)?;
+        }
+        Ok(())
+    }
+
+    /// Computes the mask of a crop-group region (and, with `targets`, its targets) into
+    /// channel-major outputs (see [`cellmap::cpu::compute_into`]); `classes[k]` holds the values
+    /// of `plan.classes()[k]` over a region of `shape`. With `verify`, recomputes on the CPU and
+    /// fails with [`Error::VerifyMismatch`] on any difference (targets reported as engine
+    /// `<name> targets`).
+    pub fn compute_crop_into(
+        &self,
+        plan: &CropPlan,
+        classes: &[LabelSlice<'_>],
+        shape: &[usize],
+        mask: &mut [u8],
+        mut targets: Option<&mut [u8]>,
+        verify: bool,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Cpu => cellmap::cpu::compute_into(plan, classes, mask, targets.as_deref_mut()),
+            Backend::Gpu(g) => g.compute_crop_into(plan, classes, mask, targets.as_deref_mut())?,
+        }
+        if verify && !matches!(self.backend, Backend::Cpu) {
+            let mut want_mask = vec![0u8; mask.len()];
+            let mut want_targets = targets.as_ref().map(|t| vec![0u8; t.len()]);
+            cellmap::cpu::compute_into(plan, classes, &mut want_mask, want_targets.as_deref_mut());
+            check_equal(self.name(), shape, MaskLayout::Bytes, mask, &want_mask)?;
+            if let (Some(got), Some(want)) = (targets, want_targets) {
+                check_equal(
+                    &format!("{} targets", self.name()),
+                    shape,
+                    MaskLayout::Bytes,
+                    got,
+                    &want,
+                )?;
+            }
         }
         Ok(())
     }

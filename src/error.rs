@@ -97,6 +97,130 @@ pub enum GroupingsError {
         /// The JSON that was found.
         found: String,
     },
+    /// A member of a class-name channel (CellMap crop groups, SPEC 1.4) is not a class name.
+    #[error(
+        "{source_name}: channel {channel:?} member {position} is {found}, not a class name \
+         (a non-empty string like \"mito_mem\")"
+    )]
+    BadClass {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The channel.
+        channel: String,
+        /// Position of the member in the channel's list.
+        position: usize,
+        /// The JSON that was found.
+        found: String,
+    },
+    /// A class-name channel lists no class (it would be trained everywhere and never positive).
+    #[error(
+        "{source_name}: channel {channel:?} lists no class; a crop-group channel needs at least \
+         one class name"
+    )]
+    NoClasses {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The channel.
+        channel: String,
+    },
+    /// Groupings of the wrong kind for the source: label ids for a crop group, or class names
+    /// for a label array.
+    #[error("{path}: {source_kind} needs groupings by {expected}, these group {found}")]
+    WrongKind {
+        /// The source.
+        path: String,
+        /// `a label array` or `a CellMap crop group`.
+        source_kind: String,
+        /// What the source needs, e.g. `class name ([["mito", ["mito_mem", "mito_lum"]]])`.
+        expected: String,
+        /// What the groupings hold.
+        found: String,
+    },
+}
+
+/// A problem with a CellMap crop group (SPEC 1.4): its `cellmap.annotation` attributes, its
+/// class sub-groups, or their arrays at the chosen scale.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CropError {
+    /// An attribute of the crop group itself is missing or malformed.
+    #[error("{path}: attribute `{attribute}`: {problem}")]
+    CropAttribute {
+        /// The crop group.
+        path: String,
+        /// The attribute, e.g. `cellmap.annotation.class_names[2]`.
+        attribute: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An attribute of one class sub-group (or of its array) is missing or malformed.
+    #[error("{path}: class {class:?}: attribute `{attribute}`: {problem}")]
+    ClassAttribute {
+        /// The class group (or array) whose attribute is at fault.
+        path: String,
+        /// The class.
+        class: String,
+        /// The attribute, e.g. `cellmap.annotation.annotation_type.encoding.unknown`.
+        attribute: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A class listed in `class_names` has no sub-group.
+    #[error(
+        "{path}: class {class:?} is listed in cellmap.annotation.class_names but the crop has no \
+         group {class:?} ({message})"
+    )]
+    MissingClassGroup {
+        /// The crop group.
+        path: String,
+        /// The class.
+        class: String,
+        /// What was found instead.
+        message: String,
+    },
+    /// A class was asked for that the crop does not list in `class_names`.
+    #[error("{path}: class {class:?} is not in cellmap.annotation.class_names ({listed})")]
+    NotListed {
+        /// The crop group.
+        path: String,
+        /// The class.
+        class: String,
+        /// The classes it lists, comma-separated.
+        listed: String,
+    },
+    /// A class group has no array at the chosen scale.
+    #[error("{path}: class {class:?} has no scale {scale:?} (its scales: {available})")]
+    MissingScale {
+        /// The class group.
+        path: String,
+        /// The class.
+        class: String,
+        /// The scale asked for.
+        scale: String,
+        /// The scales it has, comma-separated, or `none`.
+        available: String,
+    },
+    /// Two class arrays that form one mask differ in shape, voxel size, offset or axes.
+    #[error(
+        "{path}: class arrays {first} and {second} differ in {difference}; the classes of a \
+         mask must share shape, voxel size and offset at the chosen scale"
+    )]
+    GeometryMismatch {
+        /// The crop group.
+        path: String,
+        /// One array.
+        first: String,
+        /// The other array.
+        second: String,
+        /// What differs, with both values, e.g. `shape: [8, 8, 8] vs [8, 8, 9]`.
+        difference: String,
+    },
+    /// The crop lists no class, so there is no array to take the geometry from.
+    #[error("{path}: cellmap.annotation.class_names is empty: the crop has no class array")]
+    NoClasses {
+        /// The crop group.
+        path: String,
+    },
 }
 
 /// A problem with geometry: voxel size, offset, axes, or a requested ROI (SPEC 3).
@@ -238,6 +362,17 @@ pub enum Error {
     /// GPU engine.
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// CellMap crop groups.
+    #[error(transparent)]
+    Crop(#[from] CropError),
+    /// Targets were asked of a source that has none (targets are defined for crop groups).
+    #[error("{name}: no targets: {reason}")]
+    NoTargets {
+        /// The mask's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The mask has no stored data (SPEC 4: `data()`).
     #[error(
         "{name}: a missing-annotations mask has no stored data; it is computed on request with get(roi)"

@@ -1,5 +1,6 @@
 //! Channel groupings: an ordered list of channels, each a name and the label ids it stands for
-//! (SPEC 1.3), as in DaCapo's `groupings`.
+//! (SPEC 1.3), as in DaCapo's `groupings`; for CellMap crop groups, [`ClassGroupings`] name
+//! classes instead of ids (SPEC 1.4), and [`ChannelGroupings`] holds either kind.
 //!
 //! Accepted text forms: a JSON list of pairs `[["mito", [3, 4, 5]], ["er", [16, 17]]]`; a JSON
 //! object with that list under `groupings`; a TOML file with `groupings = [["mito", [3, 4, 5]]]`.
@@ -61,60 +62,24 @@ impl Groupings {
     }
 
     fn validated(channels: Vec<Channel>, source_name: &str) -> Result<Self, GroupingsError> {
-        for (i, c) in channels.iter().enumerate() {
-            if c.name.is_empty() {
-                return Err(GroupingsError::EmptyName {
-                    source_name: source_name.to_string(),
-                    index: i,
-                });
-            }
-            if let Some(first) = channels[..i].iter().position(|o| o.name == c.name) {
-                return Err(GroupingsError::DuplicateName {
-                    source_name: source_name.to_string(),
-                    name: c.name.clone(),
-                    first,
-                    second: i,
-                });
-            }
-        }
+        check_names(channels.iter().map(|c| c.name.as_str()), source_name)?;
         Ok(Self { channels })
     }
 
     /// Groupings from JSON text; `source_name` (a path) names the text in errors.
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Self, GroupingsError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| GroupingsError::Parse {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
-        })?;
-        Self::from_value(&value, source_name)
+        Self::from_value(&json_value(text, source_name)?, source_name)
     }
 
     /// Groupings from TOML text holding `groupings = [["name", [ids]], ...]`.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Self, GroupingsError> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| GroupingsError::Parse {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
-        })?;
-        let value = serde_json::to_value(table).map_err(|e| GroupingsError::Parse {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
-        })?;
-        Self::from_value(&value, source_name)
+        Self::from_value(&toml_value(text, source_name)?, source_name)
     }
 
     /// Groupings from a file: TOML if the name ends in `.toml`, JSON otherwise.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, GroupingsError> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| GroupingsError::Read {
-            path: name.clone(),
-            message: e.to_string(),
-        })?;
-        if path.extension().is_some_and(|e| e == "toml") {
-            Self::from_toml_str(&text, &name)
-        } else {
-            Self::from_json_str(&text, &name)
-        }
+        let (value, name) = file_value(path.as_ref())?;
+        Self::from_value(&value, &name)
     }
 
     /// Groupings from a JSON value: a list of `[name, [ids]]` pairs, or an object holding one
@@ -160,6 +125,292 @@ impl Groupings {
     pub fn is_empty(&self) -> bool {
         self.channels.is_empty()
     }
+}
+
+/// One output channel of a CellMap crop-group mask: a name and the classes it groups
+/// (SPEC 1.4), e.g. `mito = [mito_mem, mito_lum]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassChannel {
+    /// Channel name, unique and non-empty.
+    pub name: String,
+    /// Class names (sub-groups of a crop), at least one, each once, in the order given.
+    pub classes: Vec<String>,
+}
+
+/// The ordered channels of a crop-group mask, grouping classes by name (SPEC 1.4). The text
+/// forms are those of [`Groupings`] with class names as members:
+/// `[["mito", ["mito_mem", "mito_lum"]], ["er", ["er_mem", "er_lum"]]]`.
+///
+/// ```
+/// use annomask::ClassGroupings;
+/// let g = ClassGroupings::from_json_str(
+///     r#"[["mito", ["mito_mem", "mito_lum"]], ["er", ["er_mem", "er_lum", "er_mem"]]]"#, "g.json")?;
+/// assert_eq!(g.names().collect::<Vec<_>>(), ["mito", "er"]);
+/// assert_eq!(g.channels()[1].classes, ["er_mem", "er_lum"]); // a repeated class counts once
+/// assert!(ClassGroupings::from_json_str(r#"[["mito", []]]"#, "g.json").is_err());
+/// # Ok::<(), annomask::GroupingsError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassGroupings {
+    channels: Vec<ClassChannel>,
+}
+
+impl ClassGroupings {
+    /// Class groupings from `(name, classes)` pairs, validated: names unique and non-empty,
+    /// every channel with at least one non-empty class name.
+    ///
+    /// ```
+    /// use annomask::ClassGroupings;
+    /// let g = ClassGroupings::new([("mito", vec!["mito_mem", "mito_lum"]), ("nuc", vec!["nuc"])])?;
+    /// assert_eq!(g.len(), 2);
+    /// # Ok::<(), annomask::GroupingsError>(())
+    /// ```
+    pub fn new<N: Into<String>, C: Into<String>>(
+        channels: impl IntoIterator<Item = (N, Vec<C>)>,
+    ) -> Result<Self, GroupingsError> {
+        let channels = channels
+            .into_iter()
+            .map(|(name, classes)| {
+                (
+                    name.into(),
+                    classes
+                        .into_iter()
+                        .map(|c| Value::String(c.into()))
+                        .collect(),
+                )
+            })
+            .collect();
+        Self::from_raw(channels, API)
+    }
+
+    fn from_raw(raw: Vec<(String, Vec<Value>)>, source_name: &str) -> Result<Self, GroupingsError> {
+        let channels = raw
+            .into_iter()
+            .map(|(name, members)| {
+                let mut classes: Vec<String> = Vec::with_capacity(members.len());
+                for (position, m) in members.iter().enumerate() {
+                    let class = m.as_str().filter(|c| !c.is_empty()).ok_or_else(|| {
+                        GroupingsError::BadClass {
+                            source_name: source_name.to_string(),
+                            channel: name.clone(),
+                            position,
+                            found: m.to_string(),
+                        }
+                    })?;
+                    if !classes.iter().any(|c| c == class) {
+                        classes.push(class.to_string());
+                    }
+                }
+                if classes.is_empty() {
+                    return Err(GroupingsError::NoClasses {
+                        source_name: source_name.to_string(),
+                        channel: name,
+                    });
+                }
+                Ok(ClassChannel { name, classes })
+            })
+            .collect::<Result<Vec<_>, GroupingsError>>()?;
+        check_names(channels.iter().map(|c| c.name.as_str()), source_name)?;
+        Ok(Self { channels })
+    }
+
+    /// Class groupings from JSON text; `source_name` (a path) names the text in errors.
+    pub fn from_json_str(text: &str, source_name: &str) -> Result<Self, GroupingsError> {
+        Self::from_value(&json_value(text, source_name)?, source_name)
+    }
+
+    /// Class groupings from TOML text holding `groupings = [["name", ["class", ...]], ...]`.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Self, GroupingsError> {
+        Self::from_value(&toml_value(text, source_name)?, source_name)
+    }
+
+    /// Class groupings from a file: TOML if the name ends in `.toml`, JSON otherwise.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, GroupingsError> {
+        let (value, name) = file_value(path.as_ref())?;
+        Self::from_value(&value, &name)
+    }
+
+    /// Class groupings from a JSON value: a list of `[name, [classes]]` pairs, or an object
+    /// holding one under `groupings`.
+    pub fn from_value(value: &Value, source_name: &str) -> Result<Self, GroupingsError> {
+        Self::from_raw(raw_channels(value, source_name)?, source_name)
+    }
+
+    /// The channels, in order.
+    pub fn channels(&self) -> &[ClassChannel] {
+        &self.channels
+    }
+
+    /// Channel names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.channels.iter().map(|c| c.name.as_str())
+    }
+
+    /// Every class some channel names, each once, in order of first appearance.
+    pub fn classes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for class in self.channels.iter().flat_map(|c| &c.classes) {
+            if !out.contains(&class.as_str()) {
+                out.push(class);
+            }
+        }
+        out
+    }
+
+    /// Number of channels.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Whether there are no channels.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+}
+
+/// Groupings of either kind: by label id (label arrays, SPEC 1.3) or by class name (CellMap
+/// crop groups, SPEC 1.4). [`MissingAnnotationsMask::open`](crate::MissingAnnotationsMask::open)
+/// takes either and checks that it fits the source.
+///
+/// Parsing detects the kind from the members: any string member makes class groupings, else
+/// they are id groupings (so `[["fg", []]]` is id groupings: "any foreground").
+///
+/// ```
+/// use annomask::ChannelGroupings;
+/// let ids = ChannelGroupings::from_json_str(r#"[["mito", [3, 4, 5]]]"#, "a")?;
+/// assert!(matches!(ids, ChannelGroupings::Ids(_)));
+/// let classes = ChannelGroupings::from_json_str(r#"[["mito", ["mito_mem", "mito_lum"]]]"#, "b")?;
+/// assert!(matches!(classes, ChannelGroupings::Classes(_)));
+/// assert_eq!(classes.names(), ["mito"]);
+/// // A member of the wrong kind is named.
+/// let err = ChannelGroupings::from_json_str(r#"[["mito", ["mito_mem", 4]]]"#, "c").unwrap_err();
+/// assert!(err.to_string().contains("member 1 is 4, not a class name"));
+/// # Ok::<(), annomask::GroupingsError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelGroupings {
+    /// Channels of label ids.
+    Ids(Groupings),
+    /// Channels of class names.
+    Classes(ClassGroupings),
+}
+
+impl ChannelGroupings {
+    /// Groupings from a JSON value, of the kind its members show.
+    pub fn from_value(value: &Value, source_name: &str) -> Result<Self, GroupingsError> {
+        let raw = raw_channels(value, source_name)?;
+        if raw
+            .iter()
+            .flat_map(|(_, members)| members)
+            .any(Value::is_string)
+        {
+            Ok(Self::Classes(ClassGroupings::from_raw(raw, source_name)?))
+        } else {
+            Ok(Self::Ids(Groupings::from_value(value, source_name)?))
+        }
+    }
+
+    /// Groupings from JSON text, of the kind its members show.
+    pub fn from_json_str(text: &str, source_name: &str) -> Result<Self, GroupingsError> {
+        Self::from_value(&json_value(text, source_name)?, source_name)
+    }
+
+    /// Groupings from TOML text, of the kind its members show.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Self, GroupingsError> {
+        Self::from_value(&toml_value(text, source_name)?, source_name)
+    }
+
+    /// Groupings from a file (TOML if the name ends in `.toml`, JSON otherwise), of the kind
+    /// its members show.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, GroupingsError> {
+        let (value, name) = file_value(path.as_ref())?;
+        Self::from_value(&value, &name)
+    }
+
+    /// Channel names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Self::Ids(g) => g.names().collect(),
+            Self::Classes(g) => g.names().collect(),
+        }
+    }
+
+    /// What the members are: `label ids` or `class names`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ids(_) => "label ids",
+            Self::Classes(_) => "class names",
+        }
+    }
+}
+
+impl From<Groupings> for ChannelGroupings {
+    fn from(g: Groupings) -> Self {
+        Self::Ids(g)
+    }
+}
+
+impl From<ClassGroupings> for ChannelGroupings {
+    fn from(g: ClassGroupings) -> Self {
+        Self::Classes(g)
+    }
+}
+
+/// Fails if a name is empty or used twice.
+fn check_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    source_name: &str,
+) -> Result<(), GroupingsError> {
+    let names: Vec<&str> = names.collect();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(GroupingsError::EmptyName {
+                source_name: source_name.to_string(),
+                index: i,
+            });
+        }
+        if let Some(first) = names[..i].iter().position(|o| o == name) {
+            return Err(GroupingsError::DuplicateName {
+                source_name: source_name.to_string(),
+                name: name.to_string(),
+                first,
+                second: i,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn json_value(text: &str, source_name: &str) -> Result<Value, GroupingsError> {
+    serde_json::from_str(text).map_err(|e| GroupingsError::Parse {
+        source_name: source_name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn toml_value(text: &str, source_name: &str) -> Result<Value, GroupingsError> {
+    let parse = |message: String| GroupingsError::Parse {
+        source_name: source_name.to_string(),
+        message,
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
+    serde_json::to_value(table).map_err(|e| parse(e.to_string()))
+}
+
+/// The groupings value of a file (TOML if the name ends in `.toml`, JSON otherwise) and the
+/// file's name for errors.
+fn file_value(path: &Path) -> Result<(Value, String), GroupingsError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| GroupingsError::Read {
+        path: name.clone(),
+        message: e.to_string(),
+    })?;
+    let value = if path.extension().is_some_and(|e| e == "toml") {
+        toml_value(&text, &name)?
+    } else {
+        json_value(&text, &name)?
+    };
+    Ok((value, name))
 }
 
 /// The `(name, members)` pairs of a groupings value, members not yet typed.
@@ -245,5 +496,58 @@ mod tests {
         let err = Groupings::from_file("/nonexistent/g.json").unwrap_err();
         assert!(matches!(err, GroupingsError::Read { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/g.json"));
+        let err = ClassGroupings::from_file("/nonexistent/c.json").unwrap_err();
+        assert!(matches!(err, GroupingsError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/c.json"));
+    }
+
+    #[test]
+    fn class_groupings_forms_and_errors() {
+        let a =
+            ClassGroupings::from_json_str(r#"[["mito", ["mito_mem", "mito_lum"]]]"#, "a").unwrap();
+        let b = ClassGroupings::from_toml_str(
+            "groupings = [[\"mito\", [\"mito_mem\", \"mito_lum\"]]]\n",
+            "b",
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.classes(), ["mito_mem", "mito_lum"]);
+        let cases: [(&str, &str); 5] = [
+            (r#"[["mito", []]]"#, "channel \"mito\" lists no class"),
+            (r#"[["mito", ["a", 3]]]"#, "member 1 is 3, not a class name"),
+            (r#"[["mito", [""]]]"#, "member 0 is \"\", not a class name"),
+            (
+                r#"[["m", ["a"]], ["m", ["b"]]]"#,
+                "\"m\" is used by channels 0 and 1",
+            ),
+            (r#"[["", ["a"]]]"#, "channel 0 has an empty name"),
+        ];
+        for (text, want) in cases {
+            let msg = ClassGroupings::from_json_str(text, "c.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with("c.json: ") && msg.contains(want),
+                "{text}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn channel_groupings_detect_the_kind() {
+        let ids = ChannelGroupings::from_json_str(r#"[["a", [1]], ["fg", []]]"#, "x").unwrap();
+        assert_eq!(ids.kind(), "label ids");
+        let classes =
+            ChannelGroupings::from_json_str(r#"{"groupings": [["a", ["x"]], ["b", ["y"]]]}"#, "x")
+                .unwrap();
+        assert_eq!(classes.kind(), "class names");
+        assert_eq!(classes.names(), ["a", "b"]);
+        let err = ChannelGroupings::from_json_str(r#"[["a", [1]], ["b", ["y"]]]"#, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("channel \"a\" member 0 is 1, not a class name"),
+            "{err}"
+        );
     }
 }

@@ -9,6 +9,10 @@
 //! teach false negatives; the mask switches it off. The mask is `u8`, shape
 //! `(channels, *spatial)`: 1 = train here, 0 = don't. The contract is `SPEC.md`.
 //!
+//! CellMap crop groups (per-class arrays with `absent` / `present` / `unknown` codes, the format
+//! of the CellMap segmentation challenge) open through the same API with groupings by class
+//! name, and also give training targets; see [`cellmap`].
+//!
 //! ```
 //! use annomask::{synth, Groupings, MaskOptions, MissingAnnotationsMask, ZarrFormat};
 //! let dir = tempfile::tempdir()?;
@@ -26,6 +30,7 @@
 
 pub mod bench;
 pub mod bits;
+pub mod cellmap;
 pub mod cpu;
 pub mod engine;
 pub mod error;
@@ -42,12 +47,13 @@ pub mod synth;
 pub mod volume;
 pub mod zarr_array;
 
+pub use cellmap::{CropGroup, CropOptions, CropPlan};
 pub use engine::Engine;
 pub use error::{
-    Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError,
+    CropError, Error, GeometryError, GpuError, GroupingsError, MetadataError, Result, StorageError,
 };
 pub use geometry::{Coordinate, Geometry, Roi, VoxelRegion};
-pub use groupings::{Channel, Groupings};
+pub use groupings::{Channel, ChannelGroupings, ClassChannel, ClassGroupings, Groupings};
 pub use label::{Label, LabelArray, LabelDtype, LabelSlice};
 pub use mask::{MissingAnnotationsMask, SourceBlock};
 pub use metadata::{AnnotationState, IdStatus, LabelMetadata, SparsePolicy};

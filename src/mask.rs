@@ -1,20 +1,37 @@
 //! [`MissingAnnotationsMask`]: the array API of SPEC 4, mirroring DaCapo's
 //! `MissingAnnotationsMask`. The mask is computed on request for a ROI; nothing is stored.
+//!
+//! Two sources share the API: a label array with a `labels` attribute (SPEC 1.1–1.3, grouped
+//! by [`Groupings`] of ids) and a CellMap crop group (SPEC 1.4, grouped by [`ClassGroupings`] of
+//! class names). [`MissingAnnotationsMask::open`] tells them apart: a zarr group with a
+//! `cellmap` attribute is a crop group, anything else is opened as a label array.
 
+use std::fmt;
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value};
 
+use crate::cellmap::{CropGroup, CropOptions, CropPlan};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, GroupingsError, Result};
 use crate::geometry::{Coordinate, Roi, VoxelRegion};
-use crate::groupings::Groupings;
-use crate::label::LabelArray;
+use crate::groupings::{ChannelGroupings, ClassGroupings, Groupings};
+use crate::label::{LabelArray, LabelSlice};
 use crate::metadata::LabelMetadata;
 use crate::options::MaskOptions;
 use crate::plan::MaskPlan;
 use crate::volume::LabelVolume;
+
+/// The class arrays of one region of a crop group: one per class the plan reads
+/// ([`CropPlan::classes`], same order), each of `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassBlock {
+    /// Shape of the region in voxels (also when no class is read).
+    pub shape: Vec<usize>,
+    /// The values of each class read, in plan order.
+    pub classes: Vec<LabelArray>,
+}
 
 /// The source data of one region, read and ready to be computed.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +39,8 @@ use crate::volume::LabelVolume;
 pub enum SourceBlock {
     /// Labels of a label array.
     Labels(LabelArray),
+    /// Class arrays of a crop group.
+    Classes(ClassBlock),
 }
 
 impl SourceBlock {
@@ -29,7 +48,78 @@ impl SourceBlock {
     pub fn shape(&self) -> &[usize] {
         match self {
             SourceBlock::Labels(l) => l.shape(),
+            SourceBlock::Classes(c) => &c.shape,
         }
+    }
+}
+
+/// The plan of a mask, of either source; printable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PlanRef<'a> {
+    /// The plan of a label array (SPEC 2).
+    Labels(&'a MaskPlan),
+    /// The plan of a crop group (SPEC 1.4).
+    Crop(&'a CropPlan),
+}
+
+impl PlanRef<'_> {
+    /// Number of channels.
+    pub fn num_channels(&self) -> usize {
+        match self {
+            PlanRef::Labels(p) => p.num_channels(),
+            PlanRef::Crop(p) => p.num_channels(),
+        }
+    }
+
+    /// Whether channel `c` is 0 everywhere.
+    pub fn zeroed(&self, c: usize) -> bool {
+        match self {
+            PlanRef::Labels(p) => p.zeroed(c),
+            PlanRef::Crop(p) => p.zeroed(c),
+        }
+    }
+}
+
+impl fmt::Display for PlanRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanRef::Labels(p) => p.fmt(f),
+            PlanRef::Crop(p) => p.fmt(f),
+        }
+    }
+}
+
+/// What a mask computes from (boxed: a mask holds one, and the two differ much in size).
+enum Source {
+    /// A label array with its metadata.
+    Labels(Box<LabelSource>),
+    /// A crop group.
+    Crop(Box<CropSource>),
+}
+
+/// A label array, its metadata and plan.
+struct LabelSource {
+    volume: LabelVolume,
+    metadata: LabelMetadata,
+    groupings: Groupings,
+    plan: MaskPlan,
+}
+
+/// A crop group, its plan and the class arrays it reads.
+struct CropSource {
+    crop: CropGroup,
+    groupings: ClassGroupings,
+    plan: CropPlan,
+    scale: String,
+    /// The arrays of `plan.classes()`, in order; when the plan reads none, the array of the
+    /// crop's first class, for the geometry alone.
+    volumes: Vec<LabelVolume>,
+}
+
+impl CropSource {
+    /// The arrays the plan reads.
+    fn read_volumes(&self) -> &[LabelVolume] {
+        &self.volumes[..self.plan.classes().len()]
     }
 }
 
@@ -48,37 +138,122 @@ impl SourceBlock {
 /// assert!(mask.data().is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A CellMap crop group opens the same way, with groupings by class name; it also has targets:
+///
+/// ```
+/// use annomask::{cellmap::synth, EngineChoice, MaskOptions, MissingAnnotationsMask, ZarrFormat};
+/// let dir = tempfile::tempdir()?;
+/// let crop = synth::write_demo_crop(dir.path(), 16, ZarrFormat::V2)?;
+/// let mask = MissingAnnotationsMask::open(&crop, synth::demo_groupings(),
+///     MaskOptions::default().engine(EngineChoice::Cpu))?;
+/// assert_eq!(mask.channels(), ["mito", "er", "mito_instances"]);
+/// println!("{}", mask.plan()); // er is zeroed: the crop lacks er_lum
+/// let (m, t) = mask.get_with_targets(&mask.roi())?;
+/// assert_eq!(m.shape(), &[3, 16, 16, 16]);
+/// assert!(m.index_axis(ndarray::Axis(0), 1).iter().all(|&v| v == 0));
+/// assert!(ndarray::Zip::from(&m).and(&t).all(|&m, &t| m <= 1 && t <= 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct MissingAnnotationsMask {
     name: String,
-    volume: LabelVolume,
-    metadata: LabelMetadata,
-    groupings: Groupings,
-    plan: MaskPlan,
+    source: Source,
     options: MaskOptions,
     engine: Engine,
 }
 
-impl std::fmt::Debug for MissingAnnotationsMask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MissingAnnotationsMask")
-            .field("name", &self.name)
-            .field("volume", &self.volume)
-            .field("plan", &self.plan)
-            .field("engine", &self.engine.name())
+impl fmt::Debug for MissingAnnotationsMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("MissingAnnotationsMask");
+        d.field("name", &self.name).field("volume", self.volume());
+        match &self.source {
+            Source::Labels(l) => d.field("plan", &l.plan),
+            Source::Crop(c) => d
+                .field("crop", &c.crop.name())
+                .field("scale", &c.scale)
+                .field("plan", &c.plan),
+        };
+        d.field("engine", &self.engine.name())
             .finish_non_exhaustive()
     }
 }
 
+/// The mask's name for a source at `path`: `<last path component>_missing_annotations_mask`.
+fn mask_name(path: &Path, fallback: &str) -> String {
+    let source = path.file_name().map_or_else(
+        || fallback.to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    format!("{source}_missing_annotations_mask")
+}
+
+fn wrong_kind(path: &Path, groupings: &ChannelGroupings, crop: bool) -> Error {
+    let (source_kind, expected) = if crop {
+        (
+            "a CellMap crop group",
+            "class name ([[\"mito\", [\"mito_mem\", \"mito_lum\"]]])",
+        )
+    } else {
+        ("a label array", "label id ([[\"mito\", [3, 4, 5]]])")
+    };
+    GroupingsError::WrongKind {
+        path: path.display().to_string(),
+        source_kind: source_kind.into(),
+        expected: expected.into(),
+        found: groupings.kind().into(),
+    }
+    .into()
+}
+
 impl MissingAnnotationsMask {
-    /// Opens the label array at `path`, reads its annotation metadata and builds the plan.
+    /// Opens the label array or crop group at `path` and builds the plan; a crop group is read
+    /// at scale `s0` (see [`MissingAnnotationsMask::open_with`]). `groupings` must fit the
+    /// source: [`Groupings`] of ids for a label array, [`ClassGroupings`] of class names for a
+    /// crop group (else [`GroupingsError::WrongKind`]); [`ChannelGroupings`] read from a file
+    /// holds either.
     pub fn open(
         path: impl AsRef<Path>,
-        groupings: Groupings,
+        groupings: impl Into<ChannelGroupings>,
         options: MaskOptions,
     ) -> Result<Self> {
+        Self::open_with(path, groupings, options, &CropOptions::default())
+    }
+
+    /// As [`MissingAnnotationsMask::open`], reading a crop group with `crop_options` (the
+    /// scale). A label array ignores them.
+    ///
+    /// ```
+    /// use annomask::{cellmap::synth, CropOptions, EngineChoice, MaskOptions, MissingAnnotationsMask};
+    /// let dir = tempfile::tempdir()?;
+    /// let crop = synth::write_demo_crop(dir.path(), 16, annomask::ZarrFormat::V3)?;
+    /// let mask = MissingAnnotationsMask::open_with(&crop, synth::demo_groupings(),
+    ///     MaskOptions::default().engine(EngineChoice::Cpu), &CropOptions::default().scale("s1"))?;
+    /// assert_eq!(mask.shape(), &[8, 8, 8]);
+    /// assert_eq!(mask.voxel_size().as_slice(), &[16.0, 16.0, 16.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        groupings: impl Into<ChannelGroupings>,
+        options: MaskOptions,
+        crop_options: &CropOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let groupings = groupings.into();
+        if CropGroup::is_crop_group(path) {
+            let ChannelGroupings::Classes(classes) = groupings else {
+                return Err(wrong_kind(path, &groupings, true));
+            };
+            let crop = CropGroup::open(path)?;
+            let engine = Engine::select(options.engine)?;
+            return Self::from_crop(crop, classes, options, crop_options, engine);
+        }
         let volume = LabelVolume::open(path)?;
+        let ChannelGroupings::Ids(ids) = groupings else {
+            return Err(wrong_kind(path, &groupings, false));
+        };
         let engine = Engine::select(options.engine)?;
-        Self::from_volume(volume, groupings, options, engine)
+        Self::from_volume(volume, ids, options, engine)
     }
 
     /// A mask over an opened volume with a chosen engine (shares one GPU context between masks).
@@ -94,22 +269,64 @@ impl MissingAnnotationsMask {
             options.allow_missing_metadata,
         )?;
         let plan = MaskPlan::from_metadata(&groupings, &metadata, &options);
-        let source = volume.path().file_name().map_or_else(
-            || volume.name().to_string(),
-            |f| f.to_string_lossy().into_owned(),
-        );
         Ok(Self {
-            name: format!("{source}_missing_annotations_mask"),
-            volume,
-            metadata,
-            groupings,
-            plan,
+            name: mask_name(volume.path(), volume.name()),
+            source: Source::Labels(Box::new(LabelSource {
+                volume,
+                metadata,
+                groupings,
+                plan,
+            })),
             options,
             engine,
         })
     }
 
-    /// The mask's name: `<label array name>_missing_annotations_mask`.
+    /// A mask over an opened crop group with a chosen engine. Opens the arrays of the classes
+    /// that the plan reads at `crop_options.scale` (they must share shape, voxel size and
+    /// offset: [`CropError::GeometryMismatch`](crate::CropError::GeometryMismatch)), or, when
+    /// every channel is zeroed, the crop's first class array for the geometry. Of `options`,
+    /// only `engine` and `verify` apply: crop groups have no background or sparse states.
+    pub fn from_crop(
+        crop: CropGroup,
+        groupings: ClassGroupings,
+        options: MaskOptions,
+        crop_options: &CropOptions,
+        engine: Engine,
+    ) -> Result<Self> {
+        let annotations: Vec<_> = crop
+            .classes()
+            .iter()
+            .map(|c| c.annotation.clone())
+            .collect();
+        let plan = CropPlan::new(&groupings, &annotations);
+        let scale = crop_options.scale.clone();
+        let mut read: Vec<&str> = plan.classes().iter().map(|c| c.name.as_str()).collect();
+        if read.is_empty() {
+            let first =
+                crop.classes()
+                    .first()
+                    .ok_or_else(|| crate::error::CropError::NoClasses {
+                        path: crop.name().to_string(),
+                    })?;
+            read.push(first.name());
+        }
+        let volumes = crop.open_classes(&read, &scale)?;
+        Ok(Self {
+            name: mask_name(crop.path(), crop.name()),
+            source: Source::Crop(Box::new(CropSource {
+                crop,
+                groupings,
+                plan,
+                scale,
+                volumes,
+            })),
+            options,
+            engine,
+        })
+    }
+
+    /// The mask's name: `<label array or crop group name>_missing_annotations_mask`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -117,23 +334,23 @@ impl MissingAnnotationsMask {
     /// `["c"]` followed by the source's axis names.
     pub fn axes(&self) -> Vec<String> {
         std::iter::once("c".to_string())
-            .chain(self.volume.geometry().axis_names.iter().cloned())
+            .chain(self.volume().geometry().axis_names.iter().cloned())
             .collect()
     }
 
     /// Number of spatial dimensions.
     pub fn dims(&self) -> usize {
-        self.volume.geometry().dims()
+        self.volume().geometry().dims()
     }
 
     /// Voxel size in world units.
     pub fn voxel_size(&self) -> &Coordinate {
-        &self.volume.geometry().voxel_size
+        &self.volume().geometry().voxel_size
     }
 
     /// The source's ROI in world units.
     pub fn roi(&self) -> Roi {
-        self.volume.geometry().roi()
+        self.volume().geometry().roi()
     }
 
     /// Always false: the mask is computed, not stored.
@@ -148,17 +365,23 @@ impl MissingAnnotationsMask {
 
     /// Number of channels.
     pub fn num_channels(&self) -> usize {
-        self.plan.num_channels()
+        self.plan().num_channels()
     }
 
     /// Channel names, in order.
     pub fn channels(&self) -> Vec<&str> {
-        self.groupings.names().collect()
+        match &self.source {
+            Source::Labels(l) => l.groupings.names().collect(),
+            Source::Crop(c) => c.groupings.names().collect(),
+        }
     }
 
-    /// The source array's attributes.
+    /// The source's attributes: the label array's, or the crop group's.
     pub fn attrs(&self) -> &Map<String, Value> {
-        self.volume.attributes()
+        match &self.source {
+            Source::Labels(l) => l.volume.attributes(),
+            Source::Crop(c) => c.crop.attributes(),
+        }
     }
 
     /// Always an error: there is no stored data, use [`MissingAnnotationsMask::get`].
@@ -171,67 +394,229 @@ impl MissingAnnotationsMask {
     /// The mask inside `roi` (voxel-aligned, inside [`MissingAnnotationsMask::roi`]): shape
     /// `(channels, *roi.shape / voxel_size)`. DaCapo's `__getitem__`.
     pub fn get(&self, roi: &Roi) -> Result<ArrayD<u8>> {
-        let region = self
-            .volume
-            .geometry()
-            .voxel_region(self.volume.name(), roi)?;
-        self.get_region(&region)
+        self.get_region(&self.region(roi)?)
+    }
+
+    /// The mask and the targets inside `roi` (crop groups only: [`Error::NoTargets`] for a
+    /// label array), both of shape `(channels, *roi.shape / voxel_size)`, computed in one pass.
+    /// `targets[c, v]` is 1 where some class of channel `c` is positive (SPEC 1.4); it is 0
+    /// everywhere in a zeroed channel.
+    pub fn get_with_targets(&self, roi: &Roi) -> Result<(ArrayD<u8>, ArrayD<u8>)> {
+        self.get_region_with_targets(&self.region(roi)?)
+    }
+
+    /// The targets inside `roi` (see [`MissingAnnotationsMask::get_with_targets`]).
+    pub fn get_targets(&self, roi: &Roi) -> Result<ArrayD<u8>> {
+        Ok(self.get_with_targets(roi)?.1)
+    }
+
+    fn region(&self, roi: &Roi) -> Result<VoxelRegion> {
+        let volume = self.volume();
+        Ok(volume.geometry().voxel_region(volume.name(), roi)?)
     }
 
     /// The mask of a region given in voxels.
     pub fn get_region(&self, region: &VoxelRegion) -> Result<ArrayD<u8>> {
         let block = self.read_block(region)?;
+        let mut out = self.output_for(&block);
+        self.compute_block(&block, out.as_slice_mut().expect("standard layout"))?;
+        Ok(out)
+    }
+
+    /// The mask and targets of a region given in voxels (crop groups only).
+    pub fn get_region_with_targets(
+        &self,
+        region: &VoxelRegion,
+    ) -> Result<(ArrayD<u8>, ArrayD<u8>)> {
+        self.targets_available()?;
+        let block = self.read_block(region)?;
+        let mut mask = self.output_for(&block);
+        let mut targets = mask.clone();
+        self.compute_block_with_targets(
+            &block,
+            mask.as_slice_mut().expect("standard layout"),
+            targets.as_slice_mut().expect("standard layout"),
+        )?;
+        Ok((mask, targets))
+    }
+
+    /// A zeroed `(channels, *block shape)` array.
+    fn output_for(&self, block: &SourceBlock) -> ArrayD<u8> {
         let mut shape = vec![self.num_channels()];
         shape.extend_from_slice(block.shape());
-        let mut out = vec![0u8; shape.iter().product()];
-        self.compute_block(&block, &mut out)?;
-        Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the buffer"))
+        ArrayD::zeros(IxDyn(&shape))
     }
 
     /// Reads the source data of a region (the I/O half of [`MissingAnnotationsMask::get_region`];
     /// pipelines run it on another thread than [`MissingAnnotationsMask::compute_block`]).
+    /// For a crop group: the arrays of the classes the plan reads.
     pub fn read_block(&self, region: &VoxelRegion) -> Result<SourceBlock> {
-        Ok(SourceBlock::Labels(self.volume.read_region(region)?))
+        match &self.source {
+            Source::Labels(l) => Ok(SourceBlock::Labels(l.volume.read_region(region)?)),
+            Source::Crop(c) => {
+                if c.read_volumes().is_empty() {
+                    c.volumes[0].check_region(region)?;
+                }
+                let classes = c
+                    .read_volumes()
+                    .iter()
+                    .map(|v| v.read_region(region))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(SourceBlock::Classes(ClassBlock {
+                    shape: region.shape.iter().map(|&s| s as usize).collect(),
+                    classes,
+                }))
+            }
+        }
     }
 
     /// Computes the mask of a block read by [`MissingAnnotationsMask::read_block`] into `out`,
     /// channel-major: `num_channels() * voxels` bytes, channel `c` of voxel `i` (C order within
     /// the block) at `c * voxels + i`.
+    ///
+    /// # Panics
+    /// If `block` is of the other source kind (a label block for a crop-group mask or the
+    /// reverse), if a [`ClassBlock`] built by hand does not hold one array of its shape per
+    /// class the plan reads, or if `out` has the wrong size.
     pub fn compute_block(&self, block: &SourceBlock, out: &mut [u8]) -> Result<()> {
-        match block {
-            SourceBlock::Labels(labels) => self.engine.compute_into(
-                &self.plan,
-                labels.as_slice(),
-                labels.shape(),
-                out,
-                self.options.verify,
+        self.compute(block, out, None)
+    }
+
+    /// As [`MissingAnnotationsMask::compute_block`], also writing the targets into `targets`
+    /// (same layout), in the same pass. Crop groups only ([`Error::NoTargets`] otherwise).
+    pub fn compute_block_with_targets(
+        &self,
+        block: &SourceBlock,
+        mask: &mut [u8],
+        targets: &mut [u8],
+    ) -> Result<()> {
+        self.targets_available()?;
+        self.compute(block, mask, Some(targets))
+    }
+
+    fn compute(
+        &self,
+        block: &SourceBlock,
+        out: &mut [u8],
+        targets: Option<&mut [u8]>,
+    ) -> Result<()> {
+        let verify = self.options.verify;
+        match (&self.source, block) {
+            (Source::Labels(l), SourceBlock::Labels(labels)) => {
+                self.engine
+                    .compute_into(&l.plan, labels.as_slice(), labels.shape(), out, verify)
+            }
+            (Source::Crop(c), SourceBlock::Classes(b)) => {
+                let slices: Vec<LabelSlice<'_>> =
+                    b.classes.iter().map(LabelArray::as_slice).collect();
+                self.engine
+                    .compute_crop_into(&c.plan, &slices, &b.shape, out, targets, verify)
+            }
+            _ => panic!(
+                "{}: compute_block was given a block of another source kind",
+                self.name
             ),
         }
     }
 
-    /// Shape of the source in voxels.
-    pub fn shape(&self) -> &[u64] {
-        self.volume.shape()
+    fn targets_available(&self) -> Result<()> {
+        match &self.source {
+            Source::Crop(_) => Ok(()),
+            Source::Labels(_) => Err(Error::NoTargets {
+                name: self.name.clone(),
+                reason: "targets are defined for CellMap crop groups (SPEC 1.4), this mask is \
+                         over a label array"
+                    .into(),
+            }),
+        }
     }
 
-    /// Chunk shape of the source in voxels (blockwise pipelines align to it).
+    /// Whether the source has targets (a crop group).
+    pub fn has_targets(&self) -> bool {
+        self.targets_available().is_ok()
+    }
+
+    /// Shape of the source in voxels.
+    pub fn shape(&self) -> &[u64] {
+        self.volume().shape()
+    }
+
+    /// Chunk shape of the source in voxels (blockwise pipelines align to it); for a crop group,
+    /// that of its first class array read.
     pub fn chunk_shape(&self) -> &[u64] {
-        self.volume.chunk_shape()
+        self.volume().chunk_shape()
     }
 
     /// The plan both engines execute.
-    pub fn plan(&self) -> &MaskPlan {
-        &self.plan
+    pub fn plan(&self) -> PlanRef<'_> {
+        match &self.source {
+            Source::Labels(l) => PlanRef::Labels(&l.plan),
+            Source::Crop(c) => PlanRef::Crop(&c.plan),
+        }
     }
 
-    /// The annotation metadata.
-    pub fn metadata(&self) -> &LabelMetadata {
-        &self.metadata
+    /// The plan of a label array (`None` for a crop group).
+    pub fn mask_plan(&self) -> Option<&MaskPlan> {
+        match &self.source {
+            Source::Labels(l) => Some(&l.plan),
+            Source::Crop(_) => None,
+        }
     }
 
-    /// The groupings.
-    pub fn groupings(&self) -> &Groupings {
-        &self.groupings
+    /// The plan of a crop group (`None` for a label array).
+    pub fn crop_plan(&self) -> Option<&CropPlan> {
+        match &self.source {
+            Source::Labels(_) => None,
+            Source::Crop(c) => Some(&c.plan),
+        }
+    }
+
+    /// The annotation metadata of a label array (`None` for a crop group).
+    pub fn metadata(&self) -> Option<&LabelMetadata> {
+        match &self.source {
+            Source::Labels(l) => Some(&l.metadata),
+            Source::Crop(_) => None,
+        }
+    }
+
+    /// The id groupings of a label array (`None` for a crop group).
+    pub fn groupings(&self) -> Option<&Groupings> {
+        match &self.source {
+            Source::Labels(l) => Some(&l.groupings),
+            Source::Crop(_) => None,
+        }
+    }
+
+    /// The class groupings of a crop group (`None` for a label array).
+    pub fn class_groupings(&self) -> Option<&ClassGroupings> {
+        match &self.source {
+            Source::Labels(_) => None,
+            Source::Crop(c) => Some(&c.groupings),
+        }
+    }
+
+    /// The crop group (`None` for a label array).
+    pub fn crop(&self) -> Option<&CropGroup> {
+        match &self.source {
+            Source::Labels(_) => None,
+            Source::Crop(c) => Some(&c.crop),
+        }
+    }
+
+    /// The scale a crop group is read at (`None` for a label array).
+    pub fn scale(&self) -> Option<&str> {
+        match &self.source {
+            Source::Labels(_) => None,
+            Source::Crop(c) => Some(&c.scale),
+        }
+    }
+
+    /// The class arrays a crop-group mask reads, in plan order (empty for a label array).
+    pub fn class_volumes(&self) -> &[LabelVolume] {
+        match &self.source {
+            Source::Labels(_) => &[],
+            Source::Crop(c) => c.read_volumes(),
+        }
     }
 
     /// The options it was opened with.
@@ -239,9 +624,13 @@ impl MissingAnnotationsMask {
         &self.options
     }
 
-    /// The label source.
+    /// The array whose geometry the mask has: the label array, or a crop group's first class
+    /// array read (the crop's first class when no class is read).
     pub fn volume(&self) -> &LabelVolume {
-        &self.volume
+        match &self.source {
+            Source::Labels(l) => &l.volume,
+            Source::Crop(c) => &c.volumes[0],
+        }
     }
 
     /// The engine that computes it.

@@ -4,35 +4,91 @@ use std::fmt::Write;
 
 use ndarray::{ArrayD, Axis};
 
-use crate::mask::MissingAnnotationsMask;
+use crate::cellmap::CropPlan;
+use crate::mask::{MissingAnnotationsMask, PlanRef};
+use crate::metadata::LabelMetadata;
 use crate::options::MaskPolicy;
+use crate::plan::MaskPlan;
 
-/// One line per channel: ids, trained voxels (count and share), and why a channel is off or
-/// partly off, in the words of the metadata.
+/// One line per channel: its members (ids, or classes for a crop group), trained voxels (count
+/// and share), and why a channel is off or partly off, in the words of the metadata.
 pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String {
-    let plan = mask.plan();
-    let sparse = mask.options().sparse;
-    let rows: Vec<[String; 4]> = plan
-        .channels()
-        .iter()
+    let (members, rules) = match (mask.plan(), mask.metadata()) {
+        (PlanRef::Labels(plan), Some(metadata)) => label_rules(mask, plan, metadata),
+        (PlanRef::Crop(plan), _) => crop_rules(plan),
+        (PlanRef::Labels(_), None) => unreachable!("a label-array mask has metadata"),
+    };
+    let names = mask.channels();
+    let rows: Vec<[String; 4]> = rules
+        .into_iter()
         .enumerate()
-        .map(|(c, ch)| {
+        .map(|(c, (list, rule))| {
             let channel = data.index_axis(Axis(0), c);
             let trained = channel.iter().filter(|&&v| v == 1).count();
             let total = channel.len().max(1);
+            [
+                names[c].to_string(),
+                list,
+                format!("{trained} ({:.1}%)", 100.0 * trained as f64 / total as f64),
+                rule,
+            ]
+        })
+        .collect();
+    let header = ["channel", members, "trained voxels", "why"];
+    table(&header, &rows, &[2])
+}
+
+/// A text table: `header` and `rows` in columns two spaces apart, each as wide as its widest
+/// cell, left-aligned except the columns in `right`; the last column is not padded.
+pub(crate) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R], right: &[usize]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.as_ref()[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header[..]).chain(rows.iter().map(AsRef::as_ref)) {
+        let last = row.len() - 1;
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| match (i == last, right.contains(&i)) {
+                (true, _) => cell.clone(),
+                (false, true) => format!("{cell:>w$}"),
+                (false, false) => format!("{cell:<w$}"),
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// Members and rule of each channel of a label-array mask.
+fn label_rules(
+    mask: &MissingAnnotationsMask,
+    plan: &MaskPlan,
+    metadata: &LabelMetadata,
+) -> (&'static str, Vec<(String, String)>) {
+    let sparse = mask.options().sparse;
+    let rules = plan
+        .channels()
+        .iter()
+        .map(|ch| {
             let why: Vec<String> = ch
                 .missing
                 .iter()
                 .map(|&id| {
-                    let name = mask
-                        .metadata()
+                    let name = metadata
                         .entry(id)
                         .and_then(|e| e.name.clone())
                         .map_or_else(String::new, |n| format!(" ({n})"));
-                    format!(
-                        "id {id}{name} {}",
-                        mask.metadata().status(id, sparse).explain()
-                    )
+                    format!("id {id}{name} {}", metadata.status(id, sparse).explain())
                 })
                 .collect();
             let rule = if ch.zeroed {
@@ -46,37 +102,39 @@ pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String
             } else {
                 format!("on where labels != {}", plan.background())
             };
-            [
-                ch.name.clone(),
-                format!("{:?}", ch.ids),
-                format!("{trained} ({:.1}%)", 100.0 * trained as f64 / total as f64),
-                rule,
-            ]
+            (format!("{:?}", ch.ids), rule)
         })
         .collect();
-    let header = ["channel", "ids", "trained voxels", "why"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
+    ("ids", rules)
+}
+
+/// Members and rule of each channel of a crop-group mask.
+fn crop_rules(plan: &CropPlan) -> (&'static str, Vec<(String, String)>) {
+    let rules = plan
+        .channels()
+        .iter()
+        .map(|ch| {
+            let rule = if ch.zeroed {
+                format!(
+                    "off everywhere: not annotated in this crop: {}",
+                    ch.lacking.join(", ")
+                )
+            } else {
+                let known: Vec<String> = ch
+                    .class_set
+                    .iter()
+                    .map(|k| {
+                        let class = &plan.classes()[k];
+                        match class.encoding.unknown {
+                            Some(u) => format!("{} != {u}", class.name),
+                            None => format!("{} (always known)", class.name),
+                        }
+                    })
+                    .collect();
+                format!("on where {}", known.join(" and "))
+            };
+            (format!("[{}]", ch.classes.join(", ")), rule)
         })
         .collect();
-    let mut out = String::new();
-    for row in std::iter::once(header.map(str::to_string)).chain(rows) {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-    }
-    out
+    ("classes", rules)
 }

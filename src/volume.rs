@@ -196,23 +196,30 @@ impl LabelVolume {
         self.read_region(&region)
     }
 
-    /// Reads a region given in voxels. The region must lie inside the array.
-    pub fn read_region(&self, region: &VoxelRegion) -> Result<LabelArray, Error> {
+    /// Fails with [`StorageError::Read`] unless `region` lies inside the array.
+    pub fn check_region(&self, region: &VoxelRegion) -> Result<(), Error> {
         let inside = region.start.len() == self.shape().len()
+            && region.shape.len() == self.shape().len()
             && region
                 .start
                 .iter()
                 .zip(&region.shape)
                 .zip(self.shape())
                 .all(|((&s, &n), &len)| s.checked_add(n).is_some_and(|e| e <= len));
-        if !inside {
-            return Err(StorageError::Read {
-                path: self.name.clone(),
-                what: describe(region),
-                message: format!("region is outside the array of shape {:?}", self.shape()),
-            }
-            .into());
+        if inside {
+            return Ok(());
         }
+        Err(StorageError::Read {
+            path: self.name.clone(),
+            what: describe(region),
+            message: format!("region is outside the array of shape {:?}", self.shape()),
+        }
+        .into())
+    }
+
+    /// Reads a region given in voxels. The region must lie inside the array.
+    pub fn read_region(&self, region: &VoxelRegion) -> Result<LabelArray, Error> {
+        self.check_region(region)?;
         match self.dtype {
             LabelDtype::U8 => self.read_typed::<u8>(region),
             LabelDtype::U16 => self.read_typed::<u16>(region),

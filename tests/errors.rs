@@ -122,7 +122,7 @@ fn metadata_errors_through_the_api() {
     );
     assert!(err.to_string().contains("none.zarr"));
     let ok = MissingAnnotationsMask::open(&none, g(), opts().allow_missing_metadata(true)).unwrap();
-    assert!(ok.plan().missing_table().is_empty());
+    assert!(ok.mask_plan().unwrap().missing_table().is_empty());
 
     let bad = crop(
         dir.path(),

@@ -7,37 +7,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use annomask::bits::MaskLayout;
 use annomask::gpu::{GpuEngine, twin};
 use annomask::{Engine, LabelArray, LabelSlice, MaskOptions, MaskPlan, MaskPolicy, cpu};
-use common::{Case, case, groupings, labels_of, pack_channels};
+use common::{Case, case, gpus, groupings, labels_of, pack_channels};
 use proptest::prelude::*;
-
-/// The shared GPU engines (default blocks, and blocks of 64 voxels), or `None` with the reason
-/// printed. Panics under `REQUIRE_GPU=1` when there is no adapter.
-fn gpus() -> Option<&'static (Arc<GpuEngine>, Arc<GpuEngine>)> {
-    static GPUS: OnceLock<Option<(Arc<GpuEngine>, Arc<GpuEngine>)>> = OnceLock::new();
-    GPUS.get_or_init(|| {
-        let made =
-            GpuEngine::new().and_then(|a| Ok((a, GpuEngine::new()?.with_max_block_voxels(96))));
-        match made {
-            Ok((a, b)) => {
-                eprintln!("GPU tests on {}", a.context().describe());
-                Some((Arc::new(a), Arc::new(b)))
-            }
-            Err(e) if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("REQUIRE_GPU=1 but no GPU engine: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipping GPU tests: {e} (set REQUIRE_GPU=1 to fail instead)");
-                None
-            }
-        }
-    })
-    .as_ref()
-}
 
 fn plan_of(c: &Case) -> MaskPlan {
     let policy = if c.per_voxel {

@@ -431,22 +431,17 @@ pub fn compute_fused_into_tuned(
     with_labels!(labels, LabelSlice, s => compute_typed(plan, s, mask, Some(targets), MaskLayout::Bytes, tuning))
 }
 
-/// Each channel of a channel-major output (`channel_len` bytes each) cut into block pieces.
-fn split_blocks(
-    out: &mut [u8],
-    channel_len: usize,
-    block_len: usize,
-) -> Vec<std::slice::ChunksMut<'_, u8>> {
-    out.chunks_mut(channel_len)
-        .map(|c| c.chunks_mut(block_len))
-        .collect()
-}
-
-/// The next block's piece of every channel.
-fn next_block<'a>(channels: &mut Vec<std::slice::ChunksMut<'a, u8>>) -> Vec<&'a mut [u8]> {
-    channels
-        .iter_mut()
-        .map(|c| c.next().expect("one output chunk per label chunk"))
+/// A channel-major output of `n` bytes per channel cut into blocks of `block` bytes: for each
+/// block, its run in every channel, in channel order. `n` and `block` must be positive.
+pub(crate) fn channel_blocks(out: &mut [u8], n: usize, block: usize) -> Vec<Vec<&mut [u8]>> {
+    let mut channels: Vec<_> = out.chunks_mut(n).map(|c| c.chunks_mut(block)).collect();
+    (0..n.div_ceil(block))
+        .map(|_| {
+            channels
+                .iter_mut()
+                .map(|c| c.next().expect("every channel has n bytes"))
+                .collect()
+        })
         .collect()
 }
 
@@ -472,16 +467,16 @@ fn compute_typed<T: Label>(
     }
     let typed = TypedPlan::<T>::new(plan);
     let block_out = layout.channel_len(BLOCK_VOXELS);
-    let mut mask_channels = split_blocks(out, channel_len, block_out);
-    let mut target_channels = targets.map(|t| split_blocks(t, channel_len, block_out));
+    let mask_blocks = channel_blocks(out, channel_len, block_out);
+    let mut target_blocks = targets.map(|t| channel_blocks(t, channel_len, block_out).into_iter());
     let blocks: Vec<(&[T], BlockOut)> = labels
         .chunks(BLOCK_VOXELS)
-        .map(|block| {
-            let outs = BlockOut {
-                mask: next_block(&mut mask_channels),
-                targets: target_channels.as_mut().map(next_block),
-            };
-            (block, outs)
+        .zip(mask_blocks)
+        .map(|(block, mask)| {
+            let targets = target_blocks
+                .as_mut()
+                .map(|t| t.next().expect("one per block"));
+            (block, BlockOut { mask, targets })
         })
         .collect();
     blocks

@@ -42,4 +42,9 @@ impl GrowBuffer {
         }
         Ok(self.buffer.as_ref().expect("allocated above"))
     }
+
+    /// The current buffer, if one was allocated.
+    pub fn get(&self) -> Option<&wgpu::Buffer> {
+        self.buffer.as_ref()
+    }
 }

@@ -23,15 +23,16 @@ pub mod buffers;
 pub mod context;
 pub mod layout;
 pub mod pipeline;
+pub(crate) mod pipelined;
 pub mod timing;
 pub mod twin;
 
 use std::sync::Mutex;
-use std::sync::mpsc;
 
 use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
 use pipeline::MaskPipelines;
+use pipelined::{Dispatch, InFlight, run_blocks, submit_block, wait_mapped};
 
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
@@ -41,13 +42,13 @@ use crate::plan::MaskPlan;
 /// Default upper bound on voxels per block: 16 Mi (128 MiB of u64 labels).
 pub const DEFAULT_MAX_BLOCK_VOXELS: usize = 16 << 20;
 
-/// A block in flight: submitted, its staging buffer being mapped.
-struct InFlight {
-    start: usize,
-    voxels: usize,
-    bytes: u64,
-    submission: wgpu::SubmissionIndex,
-    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+/// What the block loop does on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    /// Dispatch the kernel.
+    Compute,
+    /// Only move the bytes (the transfer baseline of the benchmarks).
+    TransferOnly,
 }
 
 /// One of the two alternating buffer sets.
@@ -85,6 +86,9 @@ pub struct GpuEngine {
     pipelines: MaskPipelines,
     buffers: Mutex<Buffers>,
     max_block_voxels: usize,
+    /// The crop-group kernel (`shaders/cellmap.wgsl`), built on first use by
+    /// [`GpuEngine::compute_crop_into`] (`src/cellmap/gpu.rs`); the lock serialises its calls.
+    pub(crate) cellmap: Mutex<Option<crate::cellmap::gpu::CellmapKernel>>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -117,6 +121,7 @@ impl GpuEngine {
                 slots: [Slot::new(), Slot::new()],
             }),
             max_block_voxels: DEFAULT_MAX_BLOCK_VOXELS,
+            cellmap: Mutex::new(None),
         })
     }
 
@@ -125,6 +130,11 @@ impl GpuEngine {
     pub fn with_max_block_voxels(mut self, voxels: usize) -> Self {
         self.max_block_voxels = voxels.max(4);
         self
+    }
+
+    /// The cap on voxels per block ([`GpuEngine::with_max_block_voxels`]).
+    pub fn max_block_voxels(&self) -> usize {
+        self.max_block_voxels
     }
 
     /// The device.
@@ -139,8 +149,8 @@ impl GpuEngine {
         let by_labels = limit / label_size;
         let by_output = limit / channels.max(1);
         // Bytes output is the larger: one byte per voxel per channel (bits need an eighth).
-        self.max_block_voxels.min(by_labels).min(by_output) / layout::BLOCK_QUANTUM
-            * layout::BLOCK_QUANTUM
+        let voxels = self.max_block_voxels.min(by_labels).min(by_output);
+        voxels / layout::BLOCK_QUANTUM * layout::BLOCK_QUANTUM
     }
 
     /// Computes the mask of `labels` into `out`, channel-major (`out[c * n + i]`), exactly as
@@ -187,61 +197,46 @@ impl GpuEngine {
         plan: &MaskPlan,
         labels: LabelSlice<'_>,
         out: &mut [u8],
-        layout: MaskLayout,
+        mask_layout: MaskLayout,
         work: Work,
     ) -> Result<(), GpuError> {
         let n = labels.len();
         let channels = plan.num_channels();
-        let need = channels * layout.channel_len(n);
+        let need = channels * mask_layout.channel_len(n);
         assert_eq!(
             out.len(),
             need,
-            "output holds {} bytes, the {layout:?} mask needs {need}",
+            "output holds {} bytes, the {mask_layout:?} mask needs {need}",
             out.len()
         );
         if n == 0 || channels == 0 {
             return Ok(());
         }
         let dtype = labels.dtype();
-        let pipeline = self.pipelines.get(&self.ctx, dtype, layout)?;
+        let pipeline = self.pipelines.get(&self.ctx, dtype, mask_layout)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
         let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
         let block_voxels = self.block_voxels(channels, dtype.size());
-        let result = (|| {
-            for (i, (start, voxels)) in layout::blocks(n, block_voxels).enumerate() {
-                let slot = &mut buffers.slots[i % 2];
-                if let Some(done) = slot.in_flight.take() {
-                    self.finish(slot, done, out, n, layout)?;
-                }
-                let block = Block::prepare(
-                    self,
+        run_blocks(
+            &mut buffers.slots,
+            |slot| &mut slot.in_flight,
+            layout::blocks(n, block_voxels),
+            |slot, start, voxels| {
+                let block = labels.slice(start..start + voxels);
+                let (dispatch, upload) = self.block(
                     slot,
+                    &pipeline,
                     &plan_buffer,
                     plan,
-                    labels.slice(start..start + voxels),
-                    layout,
+                    block,
+                    mask_layout,
+                    work,
                 )?;
-                let submitted = self.submit(&pipeline, &block, work)?;
-                slot.in_flight = Some(InFlight { start, ..submitted });
-            }
-            Ok(())
-        })();
-        // Drain both slots in block order, also after an error, so no buffer stays mapped.
-        let mut pending: Vec<(usize, usize)> = (0..2)
-            .filter_map(|s| buffers.slots[s].in_flight.as_ref().map(|f| (f.start, s)))
-            .collect();
-        pending.sort_unstable();
-        let mut drained = Ok(());
-        for (_, s) in pending {
-            let slot = &mut buffers.slots[s];
-            let done = slot.in_flight.take().expect("listed as in flight");
-            let r = self.finish(slot, done, out, n, layout);
-            if drained.is_ok() {
-                drained = r;
-            }
-        }
-        result.and(drained)
+                submit_block(&self.ctx, dispatch, voxels, upload)
+            },
+            |slot, done| self.finish(slot, done, out, n, mask_layout),
+        )
     }
 
     /// Writes the plan words into the (grown on demand) plan buffer.
@@ -258,153 +253,62 @@ impl GpuEngine {
         Ok(buffer)
     }
 
-    /// Records the dispatch of a prepared block into `encoder` (unless `work` is transfer
-    /// only), and the copy of its mask to the staging buffer if `readback`.
-    fn encode(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        block: &Block,
-        encoder: &mut wgpu::CommandEncoder,
-        work: Work,
-        readback: bool,
-    ) {
-        if work == Work::Compute {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("mask"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &block.bind_group, &[]);
-            let (x, y) = layout::grid(block.invocations);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        if readback {
-            encoder.copy_buffer_to_buffer(&block.mask, 0, &block.staging, 0, block.mask_bytes);
-        }
-    }
-
-    /// Dispatches a prepared block, copies its mask to staging and starts mapping it.
-    fn submit(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        block: &Block,
-        work: Work,
-    ) -> Result<InFlight, GpuError> {
-        let ctx = &self.ctx;
-        let submission = ctx.scoped("mask dispatch", || {
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("mask block"),
-                });
-            self.encode(pipeline, block, &mut encoder, work, true);
-            ctx.queue.submit([encoder.finish()])
-        })?;
-        let (tx, rx) = mpsc::channel();
-        block
-            .staging
-            .slice(..block.mask_bytes)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-        Ok(InFlight {
-            start: 0,
-            voxels: block.voxels,
-            bytes: block.mask_bytes,
-            submission,
-            mapped: rx,
-        })
-    }
-}
-
-/// What the block loop does on the device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Work {
-    /// Dispatch the kernel.
-    Compute,
-    /// Only move the bytes (the transfer baseline of the benchmarks).
-    TransferOnly,
-}
-
-/// One block on the device: labels and params uploaded, bound, ready to dispatch.
-struct Block {
-    voxels: usize,
-    invocations: usize,
-    mask_bytes: u64,
-    mask: wgpu::Buffer,
-    staging: wgpu::Buffer,
-    bind_group: wgpu::BindGroup,
-}
-
-impl Block {
-    /// Sizes the slot's buffers, uploads params and labels, and binds them.
-    fn prepare(
-        engine: &GpuEngine,
-        slot: &mut Slot,
-        plan_buffer: &wgpu::Buffer,
+    /// Sizes the slot's buffers for one block and describes its dispatch; the returned closure
+    /// writes the block's params and labels (run inside the dispatch's error scopes).
+    #[allow(clippy::too_many_arguments)]
+    fn block<'a>(
+        &'a self,
+        slot: &'a mut Slot,
+        pipeline: &'a wgpu::ComputePipeline,
+        plan_buffer: &'a wgpu::Buffer,
         plan: &MaskPlan,
-        labels: LabelSlice<'_>,
+        block: LabelSlice<'a>,
         mask_layout: MaskLayout,
-    ) -> Result<Self, GpuError> {
-        let ctx = &engine.ctx;
-        let voxels = labels.len();
+        work: Work,
+    ) -> Result<(Dispatch<'a>, impl FnOnce() + 'a), GpuError> {
+        let ctx = &self.ctx;
+        let voxels = block.len();
         let params = layout::params(plan, voxels, mask_layout);
-        let invocations = params.stride as usize;
-        let label_bytes = layout::label_bytes(voxels, labels.dtype(), mask_layout) as u64;
+        let label_bytes = layout::label_bytes(voxels, block.dtype(), mask_layout) as u64;
         let mask_bytes = 4 * params.stride as u64 * plan.num_channels() as u64;
         let params_size = std::mem::size_of::<layout::Params>() as u64;
-        let params_buffer = slot.params.ensure(ctx, params_size)?.clone();
-        let labels_buffer = slot.labels.ensure(ctx, label_bytes)?.clone();
-        let mask = slot.mask.ensure(ctx, mask_bytes)?.clone();
-        let staging = slot.staging.ensure(ctx, mask_bytes)?.clone();
-        let (prefix, tail) = layout::label_upload(&labels);
-        let bind_group = ctx.scoped("mask upload", || {
+        slot.params.ensure(ctx, params_size)?;
+        slot.labels.ensure(ctx, label_bytes)?;
+        slot.mask.ensure(ctx, mask_bytes)?;
+        slot.staging.ensure(ctx, mask_bytes)?;
+        let [params_buffer, labels_buffer, mask_buffer, staging] =
+            [&slot.params, &slot.labels, &slot.mask, &slot.staging]
+                .map(|b| b.get().expect("ensured"));
+        let (prefix, tail) = layout::label_upload(&block);
+        let dispatch = Dispatch {
+            name: "mask",
+            layout: &self.pipelines.bind_group_layout,
+            pipeline,
+            bindings: [
+                (params_buffer, params_size),
+                (labels_buffer, label_bytes),
+                (plan_buffer, plan_buffer.size()),
+                (mask_buffer, mask_bytes),
+            ],
+            invocations: params.stride as usize,
+            staging,
+            compute: work == Work::Compute,
+        };
+        let upload = move || {
             ctx.queue
-                .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
+                .write_buffer(params_buffer, 0, bytemuck::bytes_of(&params));
             if !prefix.is_empty() {
-                ctx.queue.write_buffer(&labels_buffer, 0, prefix);
+                ctx.queue.write_buffer(labels_buffer, 0, prefix);
             }
             if let Some(word) = tail {
                 ctx.queue
-                    .write_buffer(&labels_buffer, prefix.len() as u64, &word);
+                    .write_buffer(labels_buffer, prefix.len() as u64, &word);
             }
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("mask block"),
-                layout: &engine.pipelines.bind_group_layout,
-                entries: &[
-                    binding(0, &params_buffer, params_size),
-                    binding(1, &labels_buffer, label_bytes),
-                    binding(2, plan_buffer, plan_buffer.size()),
-                    binding(3, &mask, mask_bytes),
-                ],
-            })
-        })?;
-        Ok(Self {
-            voxels,
-            invocations,
-            mask_bytes,
-            mask,
-            staging,
-            bind_group,
-        })
+        };
+        Ok((dispatch, upload))
     }
-}
 
-/// A bind group entry for the first `size` bytes (rounded up to 4) of `buffer`.
-fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset: 0,
-            size: std::num::NonZeroU64::new(size.max(4).next_multiple_of(4)),
-        }),
-    }
-}
-
-impl GpuEngine {
     /// Waits for a block, copies its mask into `out`, unmaps the staging buffer.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         slot: &mut Slot,
@@ -413,36 +317,17 @@ impl GpuEngine {
         n: usize,
         mask_layout: MaskLayout,
     ) -> Result<(), GpuError> {
-        let fail = |message: String| GpuError::Operation {
-            operation: "mask readback".into(),
-            message,
-        };
-        self.ctx
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(block.submission),
-                timeout: None,
-            })
-            .map_err(|e| fail(e.to_string()))?;
-        let mapped = block
-            .mapped
-            .recv()
-            .map_err(|_| fail("the map callback never ran".into()))
-            .and_then(|r| r.map_err(|e| fail(e.to_string())));
         let staging = slot.staging.ensure(&self.ctx, block.bytes)?;
-        if let Err(e) = mapped {
-            if let Some(msg) = self.ctx.uncaptured.lock().ok().and_then(|mut u| u.take()) {
-                return Err(fail(format!("{e}; device error: {msg}")));
-            }
-            return Err(e);
-        }
-        {
-            let view = staging
-                .slice(..block.bytes)
-                .get_mapped_range()
-                .map_err(|e| fail(e.to_string()))?;
-            layout::scatter(out, n, block.start, block.voxels, mask_layout, &view);
-        }
+        let view = wait_mapped(
+            &self.ctx,
+            "mask readback",
+            staging,
+            block.bytes,
+            block.submission,
+            &block.mapped,
+        )?;
+        layout::scatter(out, n, block.start, block.voxels, mask_layout, &view);
+        drop(view);
         staging.unmap();
         Ok(())
     }

@@ -22,7 +22,8 @@ pub struct MaskPipelines {
     cache: Mutex<HashMap<(LabelDtype, MaskLayout), wgpu::ComputePipeline>>,
 }
 
-fn entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+/// A compute-stage buffer entry of a bind group layout.
+fn layout_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -35,35 +36,52 @@ fn entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntr
     }
 }
 
+/// The shader module of `source` and the layouts of a kernel whose bindings are, as in both
+/// kernels: params (uniform), input and plan (read-only storage), output (storage). `name`
+/// labels them. Call inside an error scope.
+pub(crate) fn kernel_layouts(
+    ctx: &GpuContext,
+    name: &str,
+    source: &str,
+) -> (
+    wgpu::ShaderModule,
+    wgpu::BindGroupLayout,
+    wgpu::PipelineLayout,
+) {
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    let read_only = wgpu::BufferBindingType::Storage { read_only: true };
+    let bind_group_layout = ctx
+        .device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries: &[
+                layout_entry(0, wgpu::BufferBindingType::Uniform),
+                layout_entry(1, read_only),
+                layout_entry(2, read_only),
+                layout_entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+            ],
+        });
+    let pipeline_layout = ctx
+        .device
+        .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+    (module, bind_group_layout, pipeline_layout)
+}
+
 impl MaskPipelines {
     /// Compiles the shader module and the layouts.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         ctx.scoped("shader compilation (shaders/mask.wgsl)", || {
-            let module = ctx
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("mask.wgsl"),
-                    source: wgpu::ShaderSource::Wgsl(MASK_WGSL.into()),
-                });
-            let read_only = wgpu::BufferBindingType::Storage { read_only: true };
-            let bind_group_layout =
-                ctx.device
-                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                        label: Some("mask bindings"),
-                        entries: &[
-                            entry(0, wgpu::BufferBindingType::Uniform),
-                            entry(1, read_only),
-                            entry(2, read_only),
-                            entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
-                        ],
-                    });
-            let pipeline_layout =
-                ctx.device
-                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some("mask"),
-                        bind_group_layouts: &[Some(&bind_group_layout)],
-                        immediate_size: 0,
-                    });
+            let (module, bind_group_layout, pipeline_layout) =
+                kernel_layouts(ctx, "mask.wgsl", MASK_WGSL);
             Self {
                 module,
                 bind_group_layout,

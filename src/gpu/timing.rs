@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use super::{Block, GpuEngine, Work, layout};
+use super::pipelined::time_dispatch;
+use super::{GpuEngine, Work, layout};
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelSlice;
@@ -25,42 +26,25 @@ impl GpuEngine {
         if n == 0 || plan.num_channels() == 0 {
             return Ok(0.0);
         }
-        let ctx = &self.ctx;
-        let pipeline = self.pipelines.get(ctx, labels.dtype(), mask_layout)?;
+        let pipeline = self.pipelines.get(&self.ctx, labels.dtype(), mask_layout)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
         let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
+        let block_voxels = self.block_voxels(plan.num_channels(), labels.dtype().size());
         let mut total = 0.0;
-        for (start, voxels) in layout::blocks(
-            n,
-            self.block_voxels(plan.num_channels(), labels.dtype().size()),
-        ) {
+        for (start, voxels) in layout::blocks(n, block_voxels) {
+            let block = labels.slice(start..start + voxels);
             let slot = &mut buffers.slots[0];
-            let block = Block::prepare(
-                self,
+            let (dispatch, upload) = self.block(
                 slot,
+                &pipeline,
                 &plan_buffer,
                 plan,
-                labels.slice(start..start + voxels),
+                block,
                 mask_layout,
+                Work::Compute,
             )?;
-            self.wait(ctx.queue.submit([]))?;
-            let mut best = f64::INFINITY;
-            for _ in 0..repeat.max(1) {
-                let t = Instant::now();
-                let submission = ctx.scoped("mask dispatch", || {
-                    let mut encoder =
-                        ctx.device
-                            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                                label: Some("timed mask"),
-                            });
-                    self.encode(&pipeline, &block, &mut encoder, Work::Compute, false);
-                    ctx.queue.submit([encoder.finish()])
-                })?;
-                self.wait(submission)?;
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            total += best;
+            total += time_dispatch(&self.ctx, &dispatch, upload, repeat)?;
         }
         Ok(total)
     }
@@ -82,20 +66,5 @@ impl GpuEngine {
             best = best.min(t.elapsed().as_secs_f64());
         }
         Ok(best)
-    }
-
-    /// Blocks until `submission` has finished on the device.
-    fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<(), GpuError> {
-        self.ctx
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map(|_| ())
-            .map_err(|e| GpuError::Operation {
-                operation: "wait for the device".into(),
-                message: e.to_string(),
-            })
     }
 }

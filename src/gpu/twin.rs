@@ -30,12 +30,12 @@ pub struct Constants {
 }
 
 /// Out-of-range reads return 0, like the robust buffer access a GPU gives a shader.
-fn at(buffer: &[u32], i: u32) -> u32 {
+pub(crate) fn at(buffer: &[u32], i: u32) -> u32 {
     buffer.get(i as usize).copied().unwrap_or(0)
 }
 
 /// `extractBits` of WGSL, for u32 (zero-extended) and i32 (sign-extended).
-fn extract_bits(word: u32, offset: u32, count: u32, signed: bool) -> u32 {
+pub(crate) fn extract_bits(word: u32, offset: u32, count: u32, signed: bool) -> u32 {
     let field = (word >> offset) & (u32::MAX >> (32 - count));
     if signed && (field >> (count - 1)) & 1 == 1 {
         field | !(u32::MAX >> (32 - count))

@@ -2,7 +2,12 @@
 //! word and shares no code with the engines or the plan.
 #![allow(dead_code)]
 
+pub mod crop;
+
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+
+use annomask::gpu::GpuEngine;
 
 use annomask::{Groupings, LabelDtype};
 use proptest::prelude::*;
@@ -251,4 +256,28 @@ pub fn pack_channels(mask: &[u8], n: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The shared GPU engines of a test binary (default blocks, and blocks of 64 voxels), or `None`
+/// with the reason printed. Panics under `REQUIRE_GPU=1` when there is no adapter.
+pub fn gpus() -> Option<&'static (Arc<GpuEngine>, Arc<GpuEngine>)> {
+    static GPUS: OnceLock<Option<(Arc<GpuEngine>, Arc<GpuEngine>)>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        let made =
+            GpuEngine::new().and_then(|a| Ok((a, GpuEngine::new()?.with_max_block_voxels(64))));
+        match made {
+            Ok((a, b)) => {
+                eprintln!("GPU tests on {}", a.context().describe());
+                Some((Arc::new(a), Arc::new(b)))
+            }
+            Err(e) if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("REQUIRE_GPU=1 but no GPU engine: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipping GPU tests: {e} (set REQUIRE_GPU=1 to fail instead)");
+                None
+            }
+        }
+    })
+    .as_ref()
 }
