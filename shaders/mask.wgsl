@@ -8,6 +8,9 @@
 //   array, each channel padded to a multiple of 4 voxels.
 // - `main_packed`: one invocation per 32 voxels; it writes one u32 per channel whose bit b is
 //   voxel 32 w + b (1 bit per voxel, stride = ceil(voxels / 32) words per channel).
+// - `main_fused`: as `main`, and also the targets (DaCapo's BinarizeArray: label in the
+//   channel's ids, or label != background for an empty id list) into words
+//   [(channels + c) * stride, ...) of the same output, from the same label reads.
 //
 // Labels arrive as u32 words: 4 per word (8-bit), 2 per word (16-bit), 1 (32-bit), or two words
 // per label, low word first (64-bit). Every label is compared as a 64-bit id held in a
@@ -35,7 +38,8 @@ struct Params {
     background: vec2<u32>,
     // Invocations per row of the dispatch grid (workgroups in x * 256).
     row_width: u32,
-    _pad1: u32,
+    // Entries in the target table (`main_fused` only).
+    target_len: u32,
     _pad2: u32,
     _pad3: u32,
 }
@@ -44,6 +48,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
 // The plan: [zeroed channel set: words_per_set][table ids: 2 * table_len, sorted, (low, high)]
 //           [table channel sets: table_len * words_per_set]
+//           then, for `main_fused`: [any-foreground channel set: words_per_set]
+//           [target ids: 2 * target_len, sorted][target channel sets: target_len * words_per_set]
 @group(0) @binding(2) var<storage, read> plan: array<u32>;
 @group(0) @binding(3) var<storage, read_write> mask: array<u32>;
 
@@ -77,28 +83,32 @@ fn less(a: vec2<u32>, b: vec2<u32>) -> bool {
     return a.y < b.y || (a.y == b.y && a.x < b.x);
 }
 
-// Table id i.
-fn table_id(i: u32) -> vec2<u32> {
-    let base = params.words_per_set + 2u * i;
-    return vec2<u32>(plan[base], plan[base + 1u]);
+// Id i of the sorted id list starting at plan word `base`.
+fn id_at(base: u32, i: u32) -> vec2<u32> {
+    return vec2<u32>(plan[base + 2u * i], plan[base + 2u * i + 1u]);
 }
 
-// 1 + the index of l in the missing-id table, or 0 if l is not missing.
-fn find(l: vec2<u32>) -> u32 {
+// 1 + the index of l in the sorted list of `len` ids at plan word `base`, or 0 if absent.
+fn search(base: u32, len: u32, l: vec2<u32>) -> u32 {
     var lo = 0u;
-    var hi = params.table_len;
+    var hi = len;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        if (less(table_id(mid), l)) {
+        if (less(id_at(base, mid), l)) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
-    if (lo < params.table_len && all(table_id(lo) == l)) {
+    if (lo < len && all(id_at(base, lo) == l)) {
         return lo + 1u;
     }
     return 0u;
+}
+
+// 1 + the index of l in the missing-id table, or 0 if l is not missing.
+fn find(l: vec2<u32>) -> u32 {
+    return search(params.words_per_set, params.table_len, l);
 }
 
 // Whether channel c is in the channel set starting at plan word `base`.
@@ -174,5 +184,49 @@ fn main_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
         mask[c * params.stride + w] = word;
+    }
+}
+
+// Where the target section of the plan starts: the any-foreground channel set.
+fn targets_base() -> u32 {
+    return params.words_per_set * (1u + params.table_len) + 2u * params.table_len;
+}
+
+@compute @workgroup_size(256)
+fn main_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.y * params.row_width + gid.x;
+    if (q >= params.stride) {
+        return;
+    }
+    let any_foreground = targets_base();
+    let target_ids = any_foreground + params.words_per_set;
+    let target_sets = target_ids + 2u * params.target_len;
+    var voxel: array<vec2<u32>, 4>;
+    var target_hit: array<u32, 4>;
+    for (var k = 0u; k < 4u; k++) {
+        let l = label(q, k);
+        voxel[k] = classify(4u * q + k, l);
+        target_hit[k] = 0u;
+        if (4u * q + k < params.voxels) {
+            target_hit[k] = search(target_ids, params.target_len, l);
+        }
+    }
+    for (var c = 0u; c < params.channels; c++) {
+        var word = 0u;
+        var target_word = 0u;
+        let zeroed = has_channel(0u, c);
+        let foreground_channel = has_channel(any_foreground, c);
+        for (var k = 0u; k < 4u; k++) {
+            if (!zeroed && voxel[k].x == 1u && !knocked_out(voxel[k].y, c)) {
+                word |= 1u << (8u * k);
+            }
+            let listed = target_hit[k] > 0u
+                && has_channel(target_sets + (target_hit[k] - 1u) * params.words_per_set, c);
+            if (listed || (foreground_channel && voxel[k].x == 1u)) {
+                target_word |= 1u << (8u * k);
+            }
+        }
+        mask[c * params.stride + q] = word;
+        mask[(params.channels + c) * params.stride + q] = target_word;
     }
 }

@@ -119,6 +119,32 @@ impl Engine {
         self.compute_layout_into(plan, labels, shape, out, MaskLayout::Bits, verify)
     }
 
+    /// The mask and the targets of `labels` in one pass (see [`cpu::compute_fused_into`]).
+    /// With `verify`, recomputes both on the CPU (targets reported as engine `<name> targets`).
+    pub fn compute_fused_into(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        shape: &[usize],
+        mask: &mut [u8],
+        targets: &mut [u8],
+        verify: bool,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Cpu => cpu::compute_fused_into(plan, labels, mask, targets),
+            Backend::Gpu(g) => g.compute_fused_into(plan, labels, mask, targets)?,
+        }
+        if verify && !matches!(self.backend, Backend::Cpu) {
+            let (mut want_mask, mut want_targets) =
+                (vec![0u8; mask.len()], vec![0u8; targets.len()]);
+            cpu::compute_fused_into(plan, labels, &mut want_mask, &mut want_targets);
+            check_equal(self.name(), shape, MaskLayout::Bytes, mask, &want_mask)?;
+            let name = format!("{} targets", self.name());
+            check_equal(&name, shape, MaskLayout::Bytes, targets, &want_targets)?;
+        }
+        Ok(())
+    }
+
     /// [`Engine::compute_into`] or [`Engine::compute_packed_into`] by `layout`.
     pub fn compute_layout_into(
         &self,

@@ -365,14 +365,6 @@ pub enum Error {
     /// CellMap crop groups.
     #[error(transparent)]
     Crop(#[from] CropError),
-    /// Targets were asked of a source that has none (targets are defined for crop groups).
-    #[error("{name}: no targets: {reason}")]
-    NoTargets {
-        /// The mask's name.
-        name: String,
-        /// Why.
-        reason: String,
-    },
     /// The mask has no stored data (SPEC 4: `data()`).
     #[error(
         "{name}: a missing-annotations mask has no stored data; it is computed on request with get(roi)"

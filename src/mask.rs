@@ -397,10 +397,12 @@ impl MissingAnnotationsMask {
         self.get_region(&self.region(roi)?)
     }
 
-    /// The mask and the targets inside `roi` (crop groups only: [`Error::NoTargets`] for a
-    /// label array), both of shape `(channels, *roi.shape / voxel_size)`, computed in one pass.
-    /// `targets[c, v]` is 1 where some class of channel `c` is positive (SPEC 1.4); it is 0
-    /// everywhere in a zeroed channel.
+    /// The mask and the targets inside `roi`, both of shape `(channels, *roi.shape /
+    /// voxel_size)`, computed in one pass over the source. For a label array, `targets[c, v]`
+    /// is 1 where the label is one of channel `c`'s ids, or not background for a channel with
+    /// no ids (DaCapo's `BinarizeArray`); missing ids do not change targets, the mask says where
+    /// to train them. For a crop group, it is 1 where some class of channel `c` is positive
+    /// (SPEC 1.4), and 0 everywhere in a zeroed channel.
     pub fn get_with_targets(&self, roi: &Roi) -> Result<(ArrayD<u8>, ArrayD<u8>)> {
         self.get_region_with_targets(&self.region(roi)?)
     }
@@ -423,12 +425,11 @@ impl MissingAnnotationsMask {
         Ok(out)
     }
 
-    /// The mask and targets of a region given in voxels (crop groups only).
+    /// The mask and targets of a region given in voxels.
     pub fn get_region_with_targets(
         &self,
         region: &VoxelRegion,
     ) -> Result<(ArrayD<u8>, ArrayD<u8>)> {
-        self.targets_available()?;
         let block = self.read_block(region)?;
         let mut mask = self.output_for(&block);
         let mut targets = mask.clone();
@@ -483,14 +484,13 @@ impl MissingAnnotationsMask {
     }
 
     /// As [`MissingAnnotationsMask::compute_block`], also writing the targets into `targets`
-    /// (same layout), in the same pass. Crop groups only ([`Error::NoTargets`] otherwise).
+    /// (same layout, see [`MissingAnnotationsMask::get_with_targets`]), in the same pass.
     pub fn compute_block_with_targets(
         &self,
         block: &SourceBlock,
         mask: &mut [u8],
         targets: &mut [u8],
     ) -> Result<()> {
-        self.targets_available()?;
         self.compute(block, mask, Some(targets))
     }
 
@@ -503,8 +503,13 @@ impl MissingAnnotationsMask {
         let verify = self.options.verify;
         match (&self.source, block) {
             (Source::Labels(l), SourceBlock::Labels(labels)) => {
-                self.engine
-                    .compute_into(&l.plan, labels.as_slice(), labels.shape(), out, verify)
+                let (slice, shape) = (labels.as_slice(), labels.shape());
+                match targets {
+                    None => self.engine.compute_into(&l.plan, slice, shape, out, verify),
+                    Some(targets) => self
+                        .engine
+                        .compute_fused_into(&l.plan, slice, shape, out, targets, verify),
+                }
             }
             (Source::Crop(c), SourceBlock::Classes(b)) => {
                 let slices: Vec<LabelSlice<'_>> =
@@ -517,23 +522,6 @@ impl MissingAnnotationsMask {
                 self.name
             ),
         }
-    }
-
-    fn targets_available(&self) -> Result<()> {
-        match &self.source {
-            Source::Crop(_) => Ok(()),
-            Source::Labels(_) => Err(Error::NoTargets {
-                name: self.name.clone(),
-                reason: "targets are defined for CellMap crop groups (SPEC 1.4), this mask is \
-                         over a label array"
-                    .into(),
-            }),
-        }
-    }
-
-    /// Whether the source has targets (a crop group).
-    pub fn has_targets(&self) -> bool {
-        self.targets_available().is_ok()
     }
 
     /// Shape of the source in voxels.

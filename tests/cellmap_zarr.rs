@@ -183,7 +183,6 @@ fn whole_crop_equals_the_oracle_v2_and_v3_every_engine() {
             assert_eq!(mask.shape(), &[9, 10, 7]);
             assert_eq!(mask.voxel_size().as_slice(), &[8.0; 3]);
             assert_eq!(mask.num_channels(), 5);
-            assert!(mask.has_targets());
             let (m, t) = mask.get_with_targets(&mask.roi()).unwrap();
             assert_eq!(m.shape(), &[5, 9, 10, 7]);
             assert_eq!(m.as_slice().unwrap(), &want_mask[..], "{format:?} {name}");
@@ -680,11 +679,6 @@ fn groupings_of_the_wrong_kind_and_targets_of_a_label_array() {
             .contains("a label array needs groupings by label id"),
         "{err}"
     );
-    let mask =
-        MissingAnnotationsMask::open(&labels, ids, cpu().allow_missing_metadata(true)).unwrap();
-    assert!(!mask.has_targets());
-    let err = mask.get_targets(&mask.roi()).unwrap_err();
-    assert!(matches!(err, Error::NoTargets { .. }), "{err}");
 }
 
 #[test]

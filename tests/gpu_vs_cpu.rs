@@ -56,6 +56,11 @@ proptest! {
         let mut packed = vec![7u8; want_bits.len()];
         twin::compute_into(&plan, labels.as_slice(), &mut packed, MaskLayout::Bits, block);
         prop_assert_eq!(packed, want_bits);
+        let want_targets = common::target_oracle(&common::bits(&labels), &c.channels, c.background);
+        let (mut mask, mut targets) = (vec![7u8; want.len()], vec![7u8; want.len()]);
+        twin::compute_fused_into(&plan, labels.as_slice(), &mut mask, &mut targets, block);
+        prop_assert_eq!(&mask, &want);
+        prop_assert_eq!(&targets, &want_targets);
     }
 
     #[test]
@@ -67,6 +72,7 @@ proptest! {
         let on_cpu = cpu::compute(&plan, &labels);
         prop_assert_eq!(on_cpu.as_slice().unwrap(), &want[..]);
         let want_bits = pack_channels(&want, labels.as_slice().len());
+        let want_targets = common::target_oracle(&common::bits(&labels), &c.channels, c.background);
         for gpu in [whole, small_blocks] {
             let mut out = vec![7u8; want.len()];
             gpu.compute_into(&plan, labels.as_slice(), &mut out).unwrap();
@@ -74,6 +80,10 @@ proptest! {
             let mut packed = vec![7u8; want_bits.len()];
             gpu.compute_packed_into(&plan, labels.as_slice(), &mut packed).unwrap();
             prop_assert_eq!(&packed, &want_bits);
+            let (mut mask, mut targets) = (vec![7u8; want.len()], vec![7u8; want.len()]);
+            gpu.compute_fused_into(&plan, labels.as_slice(), &mut mask, &mut targets).unwrap();
+            prop_assert_eq!(&mask, &want);
+            prop_assert_eq!(&targets, &want_targets);
         }
     }
 }
@@ -112,14 +122,30 @@ fn gpu_edge_shapes_and_channel_counts() {
                         &MaskOptions::default().policy(policy),
                     );
                     let want = common::oracle(&common::bits(&labels), &ids, &missing, 0, per_voxel);
+                    let want_bits = pack_channels(&want, n);
+                    let want_targets = common::target_oracle(&common::bits(&labels), &ids, 0);
                     for engine in [gpu, small] {
+                        let what =
+                            format!("{dtype} n={n} channels={channels} per_voxel={per_voxel}");
                         let mut out = vec![9u8; want.len()];
                         engine
                             .compute_into(&plan, labels.as_slice(), &mut out)
                             .unwrap();
+                        assert_eq!(out, want, "{what}");
+                        let mut packed = vec![9u8; want_bits.len()];
+                        engine
+                            .compute_packed_into(&plan, labels.as_slice(), &mut packed)
+                            .unwrap();
+                        assert_eq!(packed, want_bits, "packed {what}");
+                        let (mut mask, mut targets) =
+                            (vec![9u8; want.len()], vec![9u8; want.len()]);
+                        engine
+                            .compute_fused_into(&plan, labels.as_slice(), &mut mask, &mut targets)
+                            .unwrap();
                         assert_eq!(
-                            out, want,
-                            "{dtype} n={n} channels={channels} per_voxel={per_voxel}"
+                            (mask, targets),
+                            (want.clone(), want_targets.clone()),
+                            "fused {what}"
                         );
                     }
                 }

@@ -55,7 +55,7 @@ fn mask_wgsl_validates_and_specialises_for_every_dtype() {
         let mut constants = naga::back::PipelineConstants::default();
         constants.insert("LABEL_BITS".to_string(), bits as f64);
         constants.insert("SIGNED".to_string(), signed as u8 as f64);
-        for entry in ["main", "main_packed"] {
+        for entry in ["main", "main_packed", "main_fused"] {
             let what = format!("mask.wgsl {entry} for {dtype}");
             specialise(&what, entry, &module, &info, &constants);
         }

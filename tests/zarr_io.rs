@@ -272,6 +272,8 @@ proptest! {
         let sparse = if sparse_missing { SparsePolicy::Missing } else { SparsePolicy::Annotated };
         let mask = MissingAnnotationsMask::open(path, g.clone(), cpu().policy(policy).sparse(sparse)).unwrap();
         let got = mask.get(&roi).unwrap();
+        let (fused_mask, targets) = mask.get_with_targets(&roi).unwrap();
+        prop_assert_eq!(&fused_mask, &got);
         let sub = annomask::with_labels!(labels, LabelArray, arr => LabelArray::from(
             arr.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).to_owned().into_dyn()).standard());
         let meta = &mask.attrs()["labels"];
@@ -281,5 +283,7 @@ proptest! {
         want_shape.extend((0..3).map(|d| hi[d] - lo[d]));
         prop_assert_eq!(got.shape(), &want_shape[..]);
         prop_assert_eq!(got.as_slice().unwrap(), &want[..]);
+        let want_targets = common::target_oracle(&common::bits(&sub), &common::channel_ids(&g), 0);
+        prop_assert_eq!(targets.as_slice().unwrap(), &want_targets[..]);
     }
 }

@@ -34,8 +34,8 @@ pub struct Params {
     pub background: [u32; 2],
     /// Invocations per row of the dispatch grid.
     pub row_width: u32,
-    /// Padding.
-    pub _pad1: u32,
+    /// Entries of the target table (`main_fused` only).
+    pub target_len: u32,
     /// Padding.
     pub _pad2: u32,
     /// Padding.
@@ -47,7 +47,50 @@ pub fn label_constants(dtype: LabelDtype) -> (u32, bool) {
     (8 * dtype.size() as u32, dtype.is_signed())
 }
 
-/// The plan buffer: zeroed set, sorted table ids as (low, high), table channel sets.
+/// What one dispatch of `mask.wgsl` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The mask, one byte or one bit per voxel (`main`, `main_packed`).
+    Mask(MaskLayout),
+    /// The mask and the targets, one byte per voxel each (`main_fused`).
+    Fused,
+}
+
+impl Kernel {
+    /// The entry point.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Self::Mask(MaskLayout::Bytes) => "main",
+            Self::Mask(MaskLayout::Bits) => "main_packed",
+            Self::Fused => "main_fused",
+        }
+    }
+
+    /// The layout of each output section.
+    pub fn layout(self) -> MaskLayout {
+        match self {
+            Self::Mask(layout) => layout,
+            Self::Fused => MaskLayout::Bytes,
+        }
+    }
+
+    /// Output sections: 1 (mask) or 2 (mask, then targets).
+    pub fn sections(self) -> usize {
+        match self {
+            Self::Mask(_) => 1,
+            Self::Fused => 2,
+        }
+    }
+}
+
+impl From<MaskLayout> for Kernel {
+    fn from(layout: MaskLayout) -> Self {
+        Self::Mask(layout)
+    }
+}
+
+/// The plan buffer: zeroed set, sorted table ids as (low, high), table channel sets; then the
+/// any-foreground set, target ids and target channel sets (read by `main_fused` only).
 pub fn plan_words(plan: &MaskPlan) -> Vec<u32> {
     let w = plan.words_per_set();
     let table = plan.voxel_table();
@@ -62,6 +105,13 @@ pub fn plan_words(plan: &MaskPlan) -> Vec<u32> {
     }
     for m in table {
         words.extend_from_slice(m.channels.words());
+    }
+    words.extend_from_slice(plan.any_foreground().words());
+    for t in plan.target_table() {
+        words.extend_from_slice(&split(t.id));
+    }
+    for t in plan.target_table() {
+        words.extend_from_slice(t.channels.words());
     }
     words
 }
@@ -92,14 +142,6 @@ pub fn stride(voxels: usize, layout: MaskLayout) -> usize {
     }
 }
 
-/// The entry point of `mask.wgsl` for a layout.
-pub fn entry_point(layout: MaskLayout) -> &'static str {
-    match layout {
-        MaskLayout::Bytes => "main",
-        MaskLayout::Bits => "main_packed",
-    }
-}
-
 /// Bytes of labels the kernel may read for a block of `voxels` (whole invocations: quads for
 /// bytes, 32 voxels for bits). The buffer must hold this many bytes.
 pub fn label_bytes(voxels: usize, dtype: LabelDtype, layout: MaskLayout) -> usize {
@@ -111,8 +153,8 @@ pub fn label_bytes(voxels: usize, dtype: LabelDtype, layout: MaskLayout) -> usiz
 }
 
 /// The uniform for a block of `voxels` voxels.
-pub fn params(plan: &MaskPlan, voxels: usize, layout: MaskLayout) -> Params {
-    let invocations = stride(voxels, layout);
+pub fn params(plan: &MaskPlan, voxels: usize, kernel: Kernel) -> Params {
+    let invocations = stride(voxels, kernel.layout());
     let (x, _) = grid(invocations);
     Params {
         voxels: voxels as u32,
@@ -123,6 +165,7 @@ pub fn params(plan: &MaskPlan, voxels: usize, layout: MaskLayout) -> Params {
         stride: invocations as u32,
         background: split(plan.background()),
         row_width: x * WORKGROUP_SIZE,
+        target_len: plan.target_table().len() as u32,
         ..Params::default()
     }
 }

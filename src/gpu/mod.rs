@@ -31,6 +31,7 @@ use std::sync::Mutex;
 
 use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
+use layout::Kernel;
 use pipeline::MaskPipelines;
 use pipelined::{Dispatch, InFlight, run_blocks, submit_block, wait_mapped};
 
@@ -188,54 +189,82 @@ impl GpuEngine {
         out: &mut [u8],
         layout: MaskLayout,
     ) -> Result<(), GpuError> {
-        self.run(plan, labels, out, layout, Work::Compute)
+        self.run(
+            plan,
+            labels,
+            &mut [out],
+            Kernel::Mask(layout),
+            Work::Compute,
+        )
     }
 
-    /// The block loop: upload, dispatch (unless `work` is [`Work::TransferOnly`]), read back.
+    /// The mask and the targets in one dispatch per block (`main_fused`), exactly as
+    /// [`crate::cpu::compute_fused_into`].
+    ///
+    /// # Panics
+    /// If `mask` or `targets` is not `plan.num_channels() * labels.len()` bytes long.
+    pub fn compute_fused_into(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        mask: &mut [u8],
+        targets: &mut [u8],
+    ) -> Result<(), GpuError> {
+        self.run(
+            plan,
+            labels,
+            &mut [mask, targets],
+            Kernel::Fused,
+            Work::Compute,
+        )
+    }
+
+    /// The block loop: upload, dispatch (unless `work` is [`Work::TransferOnly`]), read back
+    /// into `outs`, one per output section of `kernel`.
     fn run(
         &self,
         plan: &MaskPlan,
         labels: LabelSlice<'_>,
-        out: &mut [u8],
-        mask_layout: MaskLayout,
+        outs: &mut [&mut [u8]],
+        kernel: Kernel,
         work: Work,
     ) -> Result<(), GpuError> {
         let n = labels.len();
         let channels = plan.num_channels();
-        let need = channels * mask_layout.channel_len(n);
+        let need = channels * kernel.layout().channel_len(n);
         assert_eq!(
-            out.len(),
-            need,
-            "output holds {} bytes, the {mask_layout:?} mask needs {need}",
-            out.len()
+            outs.len(),
+            kernel.sections(),
+            "one output per section of {kernel:?}"
         );
+        for out in outs.iter() {
+            assert_eq!(
+                out.len(),
+                need,
+                "output holds {} bytes, {kernel:?} needs {need}",
+                out.len()
+            );
+        }
         if n == 0 || channels == 0 {
             return Ok(());
         }
         let dtype = labels.dtype();
-        let pipeline = self.pipelines.get(&self.ctx, dtype, mask_layout)?;
+        let pipeline = self.pipelines.get(&self.ctx, dtype, kernel)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
         let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
-        let block_voxels = self.block_voxels(channels, dtype.size());
+        let block_voxels = self.block_voxels(channels * kernel.sections(), dtype.size());
         run_blocks(
             &mut buffers.slots,
             |slot| &mut slot.in_flight,
             layout::blocks(n, block_voxels),
             |slot, start, voxels| {
                 let block = labels.slice(start..start + voxels);
-                let (dispatch, upload) = self.block(
-                    slot,
-                    &pipeline,
-                    &plan_buffer,
-                    plan,
-                    block,
-                    mask_layout,
-                    work,
-                )?;
+                let (dispatch, upload) =
+                    self.block(slot, &pipeline, &plan_buffer, plan, block, kernel, work)?;
                 submit_block(&self.ctx, dispatch, voxels, upload)
             },
-            |slot, done| self.finish(slot, done, out, n, mask_layout),
+            |slot, done| self.finish(slot, done, outs, n, kernel),
         )
     }
 
@@ -263,14 +292,15 @@ impl GpuEngine {
         plan_buffer: &'a wgpu::Buffer,
         plan: &MaskPlan,
         block: LabelSlice<'a>,
-        mask_layout: MaskLayout,
+        kernel: Kernel,
         work: Work,
     ) -> Result<(Dispatch<'a>, impl FnOnce() + 'a), GpuError> {
         let ctx = &self.ctx;
         let voxels = block.len();
-        let params = layout::params(plan, voxels, mask_layout);
-        let label_bytes = layout::label_bytes(voxels, block.dtype(), mask_layout) as u64;
-        let mask_bytes = 4 * params.stride as u64 * plan.num_channels() as u64;
+        let params = layout::params(plan, voxels, kernel);
+        let label_bytes = layout::label_bytes(voxels, block.dtype(), kernel.layout()) as u64;
+        let sections = kernel.sections() as u64;
+        let mask_bytes = sections * 4 * params.stride as u64 * plan.num_channels() as u64;
         let params_size = std::mem::size_of::<layout::Params>() as u64;
         slot.params.ensure(ctx, params_size)?;
         slot.labels.ensure(ctx, label_bytes)?;
@@ -308,14 +338,15 @@ impl GpuEngine {
         Ok((dispatch, upload))
     }
 
-    /// Waits for a block, copies its mask into `out`, unmaps the staging buffer.
+    /// Waits for a block, copies each output section into its output, unmaps the staging
+    /// buffer.
     fn finish(
         &self,
         slot: &mut Slot,
         block: InFlight,
-        out: &mut [u8],
+        outs: &mut [&mut [u8]],
         n: usize,
-        mask_layout: MaskLayout,
+        kernel: Kernel,
     ) -> Result<(), GpuError> {
         let staging = slot.staging.ensure(&self.ctx, block.bytes)?;
         let view = wait_mapped(
@@ -326,7 +357,10 @@ impl GpuEngine {
             block.submission,
             &block.mapped,
         )?;
-        layout::scatter(out, n, block.start, block.voxels, mask_layout, &view);
+        let section = view.len() / kernel.sections();
+        for (out, part) in outs.iter_mut().zip(view.chunks(section)) {
+            layout::scatter(out, n, block.start, block.voxels, kernel.layout(), part);
+        }
         drop(view);
         staging.unmap();
         Ok(())

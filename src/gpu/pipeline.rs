@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::context::GpuContext;
-use super::layout;
-use crate::bits::MaskLayout;
+use super::layout::{self, Kernel};
 use crate::error::GpuError;
 use crate::label::LabelDtype;
 
@@ -19,7 +18,7 @@ pub struct MaskPipelines {
     /// Bindings: params (uniform), labels, plan (read-only storage), mask (storage).
     pub bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    cache: Mutex<HashMap<(LabelDtype, MaskLayout), wgpu::ComputePipeline>>,
+    cache: Mutex<HashMap<(LabelDtype, Kernel), wgpu::ComputePipeline>>,
 }
 
 /// A compute-stage buffer entry of a bind group layout.
@@ -91,28 +90,27 @@ impl MaskPipelines {
         })
     }
 
-    /// The pipeline for labels of `dtype` writing a `mask_layout` mask (entry point `main` or
-    /// `main_packed`).
+    /// The pipeline of `kernel` for labels of `dtype`.
     pub fn get(
         &self,
         ctx: &GpuContext,
         dtype: LabelDtype,
-        mask_layout: MaskLayout,
+        kernel: Kernel,
     ) -> Result<wgpu::ComputePipeline, GpuError> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&(dtype, mask_layout)) {
+        if let Some(p) = cache.get(&(dtype, kernel)) {
             return Ok(p.clone());
         }
         let (bits, signed) = layout::label_constants(dtype);
         let constants = [("LABEL_BITS", bits as f64), ("SIGNED", signed as u8 as f64)];
-        let what = format!("pipeline creation for {dtype} labels, {mask_layout:?} output");
+        let what = format!("pipeline creation for {dtype} labels, {kernel:?}");
         let pipeline = ctx.scoped(&what, || {
             ctx.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some("mask"),
                     layout: Some(&self.pipeline_layout),
                     module: &self.module,
-                    entry_point: Some(layout::entry_point(mask_layout)),
+                    entry_point: Some(kernel.entry_point()),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         zero_initialize_workgroup_memory: false,
@@ -120,7 +118,7 @@ impl MaskPipelines {
                     cache: None,
                 })
         })?;
-        cache.insert((dtype, mask_layout), pipeline.clone());
+        cache.insert((dtype, kernel), pipeline.clone());
         Ok(pipeline)
     }
 }

@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
+use super::layout::{self, Kernel};
 use super::pipelined::time_dispatch;
-use super::{GpuEngine, Work, layout};
+use super::{GpuEngine, Work};
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelSlice;
@@ -26,7 +27,8 @@ impl GpuEngine {
         if n == 0 || plan.num_channels() == 0 {
             return Ok(0.0);
         }
-        let pipeline = self.pipelines.get(&self.ctx, labels.dtype(), mask_layout)?;
+        let kernel = Kernel::Mask(mask_layout);
+        let pipeline = self.pipelines.get(&self.ctx, labels.dtype(), kernel)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
         let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
@@ -41,7 +43,7 @@ impl GpuEngine {
                 &plan_buffer,
                 plan,
                 block,
-                mask_layout,
+                kernel,
                 Work::Compute,
             )?;
             total += time_dispatch(&self.ctx, &dispatch, upload, repeat)?;
@@ -62,7 +64,13 @@ impl GpuEngine {
         let mut best = f64::INFINITY;
         for _ in 0..repeat.max(1) {
             let t = Instant::now();
-            self.run(plan, labels, out, mask_layout, Work::TransferOnly)?;
+            self.run(
+                plan,
+                labels,
+                &mut [out],
+                Kernel::Mask(mask_layout),
+                Work::TransferOnly,
+            )?;
             best = best.min(t.elapsed().as_secs_f64());
         }
         Ok(best)

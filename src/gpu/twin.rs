@@ -3,7 +3,7 @@
 //! buffers as the GPU (`compute_into` uses the engine's own layout functions), so a mismatch
 //! points at the shader or at the host side.
 
-use super::layout::{self, Params, WORKGROUP_SIZE};
+use super::layout::{self, Kernel, Params, WORKGROUP_SIZE};
 use crate::bits::MaskLayout;
 use crate::label::LabelSlice;
 use crate::plan::MaskPlan;
@@ -70,28 +70,32 @@ fn less(a: [u32; 2], b: [u32; 2]) -> bool {
     a[1] < b[1] || (a[1] == b[1] && a[0] < b[0])
 }
 
-/// `fn table_id(i)`.
-fn table_id(b: &Bindings, i: u32) -> [u32; 2] {
-    let base = b.params.words_per_set + 2 * i;
-    [at(b.plan, base), at(b.plan, base + 1)]
+/// `fn id_at(base, i)`.
+fn id_at(b: &Bindings, base: u32, i: u32) -> [u32; 2] {
+    [at(b.plan, base + 2 * i), at(b.plan, base + 2 * i + 1)]
 }
 
-/// `fn find(l)`.
-fn find(b: &Bindings, l: [u32; 2]) -> u32 {
-    let (mut lo, mut hi) = (0, b.params.table_len);
+/// `fn search(base, len, l)`.
+fn search(b: &Bindings, base: u32, len: u32, l: [u32; 2]) -> u32 {
+    let (mut lo, mut hi) = (0, len);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if less(table_id(b, mid), l) {
+        if less(id_at(b, base, mid), l) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    if lo < b.params.table_len && table_id(b, lo) == l {
+    if lo < len && id_at(b, base, lo) == l {
         lo + 1
     } else {
         0
     }
+}
+
+/// `fn find(l)`.
+fn find(b: &Bindings, l: [u32; 2]) -> u32 {
+    search(b, b.params.words_per_set, b.params.table_len, l)
 }
 
 /// `fn has_channel(base, c)`.
@@ -171,11 +175,58 @@ pub fn main_packed(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
     }
 }
 
-/// Runs every invocation of a dispatch of `grid` workgroups of the entry point for `layout`.
-pub fn dispatch(consts: &Constants, b: &mut Bindings, layout: MaskLayout, grid: (u32, u32)) {
-    let entry = match layout {
-        MaskLayout::Bytes => main,
-        MaskLayout::Bits => main_packed,
+/// `fn targets_base()`.
+fn targets_base(b: &Bindings) -> u32 {
+    b.params.words_per_set * (1 + b.params.table_len) + 2 * b.params.table_len
+}
+
+/// `fn main_fused(gid)`: one invocation, 4 voxels, their mask and target bytes.
+pub fn main_fused(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
+    let q = gid[1] * b.params.row_width + gid[0];
+    if q >= b.params.stride {
+        return;
+    }
+    let any_foreground = targets_base(b);
+    let target_ids = any_foreground + b.params.words_per_set;
+    let target_sets = target_ids + 2 * b.params.target_len;
+    let mut voxel = [[0u32; 2]; 4];
+    let mut target_hit = [0u32; 4];
+    for k in 0..4 {
+        let l = label(consts, b, q, k);
+        voxel[k as usize] = classify(b, 4 * q + k, l);
+        if 4 * q + k < b.params.voxels {
+            target_hit[k as usize] = search(b, target_ids, b.params.target_len, l);
+        }
+    }
+    for c in 0..b.params.channels {
+        let (mut word, mut target_word) = (0u32, 0u32);
+        let zeroed = has_channel(b, 0, c);
+        let foreground_channel = has_channel(b, any_foreground, c);
+        for k in 0..4usize {
+            if !zeroed && voxel[k][0] == 1 && !knocked_out(b, voxel[k][1], c) {
+                word |= 1 << (8 * k);
+            }
+            let listed = target_hit[k] > 0
+                && has_channel(
+                    b,
+                    target_sets + (target_hit[k] - 1) * b.params.words_per_set,
+                    c,
+                );
+            if listed || (foreground_channel && voxel[k][0] == 1) {
+                target_word |= 1 << (8 * k);
+            }
+        }
+        b.mask[(c * b.params.stride + q) as usize] = word;
+        b.mask[((b.params.channels + c) * b.params.stride + q) as usize] = target_word;
+    }
+}
+
+/// Runs every invocation of a dispatch of `grid` workgroups of `kernel`'s entry point.
+pub fn dispatch(consts: &Constants, b: &mut Bindings, kernel: Kernel, grid: (u32, u32)) {
+    let entry = match kernel {
+        Kernel::Mask(MaskLayout::Bytes) => main,
+        Kernel::Mask(MaskLayout::Bits) => main_packed,
+        Kernel::Fused => main_fused,
     };
     for y in 0..grid.1 {
         for x in 0..grid.0 * WORKGROUP_SIZE {
@@ -194,12 +245,51 @@ pub fn compute_into(
     layout: MaskLayout,
     max_block_voxels: usize,
 ) {
+    run(
+        plan,
+        labels,
+        &mut [out],
+        Kernel::Mask(layout),
+        max_block_voxels,
+    )
+}
+
+/// The mask and the targets through the twin of `main_fused` (see
+/// [`crate::cpu::compute_fused_into`] for what they hold).
+pub fn compute_fused_into(
+    plan: &MaskPlan,
+    labels: LabelSlice<'_>,
+    mask: &mut [u8],
+    targets: &mut [u8],
+    max_block_voxels: usize,
+) {
+    run(
+        plan,
+        labels,
+        &mut [mask, targets],
+        Kernel::Fused,
+        max_block_voxels,
+    )
+}
+
+/// The block loop of the twin engine: `outs` holds one output per section of `kernel`.
+fn run(
+    plan: &MaskPlan,
+    labels: LabelSlice<'_>,
+    outs: &mut [&mut [u8]],
+    kernel: Kernel,
+    max_block_voxels: usize,
+) {
     let n = labels.len();
-    assert_eq!(
-        out.len(),
-        layout.channel_len(n) * plan.num_channels(),
-        "output size"
-    );
+    let layout = kernel.layout();
+    assert_eq!(outs.len(), kernel.sections(), "one output per section");
+    for out in outs.iter() {
+        assert_eq!(
+            out.len(),
+            layout.channel_len(n) * plan.num_channels(),
+            "output size"
+        );
+    }
     if n == 0 || plan.num_channels() == 0 {
         return;
     }
@@ -208,7 +298,7 @@ pub fn compute_into(
     let plan_words = layout::plan_words(plan);
     for (start, voxels) in layout::blocks(n, max_block_voxels) {
         let block = labels.slice(start..start + voxels);
-        let params = layout::params(plan, voxels, layout);
+        let params = layout::params(plan, voxels, kernel);
         let (prefix, tail) = layout::label_upload(&block);
         let mut words: Vec<u32> = prefix
             .chunks_exact(4)
@@ -216,7 +306,8 @@ pub fn compute_into(
             .collect();
         words.extend(tail.map(u32::from_ne_bytes));
         words.resize(layout::label_bytes(voxels, block.dtype(), layout) / 4, 0);
-        let mut mask = vec![0u32; plan.num_channels() * params.stride as usize];
+        let section = plan.num_channels() * params.stride as usize;
+        let mut mask = vec![0u32; kernel.sections() * section];
         let mut b = Bindings {
             params: &params,
             labels: &words,
@@ -226,9 +317,12 @@ pub fn compute_into(
         dispatch(
             &constants,
             &mut b,
-            layout,
+            kernel,
             layout::grid(params.stride as usize),
         );
-        layout::scatter(out, n, start, voxels, layout, bytemuck::cast_slice(&mask));
+        let bytes: &[u8] = bytemuck::cast_slice(&mask);
+        for (out, part) in outs.iter_mut().zip(bytes.chunks(4 * section)) {
+            layout::scatter(out, n, start, voxels, layout, part);
+        }
     }
 }
