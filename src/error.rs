@@ -365,6 +365,14 @@ pub enum Error {
     /// CellMap crop groups.
     #[error(transparent)]
     Crop(#[from] CropError),
+    /// The training feeder cannot use its crops or configuration.
+    #[error("feeder: {crop}: {problem}")]
+    Feeder {
+        /// The crop at fault (or `<feeder>`).
+        crop: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The mask has no stored data (SPEC 4: `data()`).
     #[error(
         "{name}: a missing-annotations mask has no stored data; it is computed on request with get(roi)"

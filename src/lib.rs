@@ -34,6 +34,7 @@ pub mod cellmap;
 pub mod cpu;
 pub mod engine;
 pub mod error;
+pub mod feeder;
 pub mod geometry;
 pub mod gpu;
 pub mod groupings;

@@ -21,6 +21,7 @@
 
 pub mod buffers;
 pub mod context;
+pub mod device;
 pub mod layout;
 pub mod pipeline;
 pub(crate) mod pipelined;

@@ -52,17 +52,7 @@ pub(crate) fn submit_block(
     let label = format!("{} block", d.name);
     let submission = ctx.scoped(&format!("{} dispatch", d.name), || {
         upload();
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = d
-            .bindings
-            .iter()
-            .enumerate()
-            .map(|(i, &(buffer, size))| binding(i as u32, buffer, size))
-            .collect();
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&label),
-            layout: d.layout,
-            entries: &entries,
-        });
+        let bind_group = bind_group(ctx, &d);
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -90,7 +80,7 @@ pub(crate) fn submit_block(
 }
 
 /// Records one dispatch of `d`'s kernel over its invocations.
-fn encode_dispatch(
+pub(crate) fn encode_dispatch(
     encoder: &mut wgpu::CommandEncoder,
     d: &Dispatch<'_>,
     bind_group: &wgpu::BindGroup,
@@ -115,17 +105,7 @@ pub(crate) fn time_dispatch(
 ) -> Result<f64, GpuError> {
     let bind_group = ctx.scoped(&format!("{} upload", d.name), || {
         upload();
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = d
-            .bindings
-            .iter()
-            .enumerate()
-            .map(|(i, &(buffer, size))| binding(i as u32, buffer, size))
-            .collect();
-        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(d.name),
-            layout: d.layout,
-            entries: &entries,
-        })
+        bind_group(ctx, d)
     })?;
     wait(ctx, ctx.queue.submit([]))?;
     let mut best = f64::INFINITY;
@@ -147,7 +127,7 @@ pub(crate) fn time_dispatch(
 }
 
 /// Blocks until `submission` has finished on the device.
-fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Result<(), GpuError> {
+pub(crate) fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Result<(), GpuError> {
     ctx.device
         .poll(wgpu::PollType::Wait {
             submission_index: Some(submission),
@@ -158,6 +138,21 @@ fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Result<(), GpuEr
             operation: "wait for the device".into(),
             message: e.to_string(),
         })
+}
+
+/// The bind group of `d`'s bindings.
+pub(crate) fn bind_group(ctx: &GpuContext, d: &Dispatch<'_>) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = d
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, &(buffer, size))| binding(i as u32, buffer, size))
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(d.name),
+        layout: d.layout,
+        entries: &entries,
+    })
 }
 
 /// A bind group entry for the first `size` bytes (rounded up to 4, at least 4) of `buffer`.
