@@ -187,6 +187,48 @@ pub enum StorageError {
         /// The underlying message.
         message: String,
     },
+    /// The requested output layout is invalid (chunk shape, no channels).
+    #[error("{path}: invalid output: {message}")]
+    OutputSpec {
+        /// The output path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output path exists and is not a mask output this run may write into.
+    #[error("{path}: output {problem}; remove it or choose another output path")]
+    OutputExists {
+        /// The output path.
+        path: String,
+        /// What was found there.
+        problem: String,
+    },
+    /// The output exists with metadata that differs from this run's (other inputs or options).
+    #[error(
+        "{path}: output exists with different metadata ({file}: {difference}); a resumed or \
+         sharded run must use the same inputs and options, or remove it / choose another output path"
+    )]
+    OutputMismatch {
+        /// The output path.
+        path: String,
+        /// The metadata file that differs.
+        file: String,
+        /// Where it differs.
+        difference: String,
+    },
+    /// Two inputs would be written to the same output.
+    #[error(
+        "{path}: output of both {first} and {second}; put {{name}}, {{path}} or {{index}} in the \
+         output template"
+    )]
+    OutputCollision {
+        /// The output path.
+        path: String,
+        /// The first input mapped to it.
+        first: String,
+        /// The second input mapped to it.
+        second: String,
+    },
 }
 
 /// A problem with the GPU engine.

@@ -24,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod cpu;
 pub mod engine;
 pub mod error;
@@ -34,8 +35,11 @@ pub mod label;
 pub mod mask;
 pub mod metadata;
 pub mod options;
+pub mod output;
+pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod store;
 pub mod synth;
 pub mod volume;
 pub mod zarr_array;
