@@ -24,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod blocks;
 pub mod cpu;
 pub mod engine;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod geometry;
 pub mod gpu;
 pub mod groupings;
+pub mod inspect;
 pub mod label;
 pub mod mask;
 pub mod metadata;

@@ -1,6 +1,10 @@
-//! The `annomask` command line: `demo`, `inspect`, `compute`, `bench`.
+//! The `annomask` command line: `compute`, `inspect`, `demo`.
 
+mod args;
+mod compute;
 mod demo;
+mod inspect;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -16,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compute the masks of label arrays into zarr arrays, block by block (resumable, shardable).
+    Compute(compute::ComputeArgs),
+    /// Show a label array's layout, geometry, annotation metadata, plan and warnings.
+    Inspect(inspect::InspectArgs),
     /// Synthesise a crop with annotation metadata, mask it, and summarise each channel.
     Demo(demo::DemoArgs),
 }
@@ -23,6 +31,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Compute(args) => compute::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {
