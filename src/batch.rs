@@ -267,7 +267,10 @@ mod tests {
         );
         let none = format!("{}/*.n5", dir.path().display());
         let err = expand_inputs(&[none.clone()]).unwrap_err().to_string();
-        assert!(err.contains(&none) && err.contains("matches nothing"), "{err}");
+        assert!(
+            err.contains(&none) && err.contains("matches nothing"),
+            "{err}"
+        );
         assert!(is_pattern("a/*/b") && !is_pattern("a/b"));
     }
 }

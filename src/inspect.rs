@@ -231,10 +231,7 @@ fn rule(zeroed: bool, missing: &[u64], plan: &MaskPlan) -> String {
     if zeroed {
         format!("0 everywhere (missing {missing:?})")
     } else if plan.policy() == MaskPolicy::PerVoxel && !missing.is_empty() {
-        format!(
-            "labels != {} except missing {missing:?}",
-            plan.background()
-        )
+        format!("labels != {} except missing {missing:?}", plan.background())
     } else {
         format!("labels != {}", plan.background())
     }
@@ -282,7 +279,12 @@ impl fmt::Display for Inspection {
             list(&self.shape),
             list(&self.chunks)
         )?;
-        let units: Vec<&str> = self.units.iter().filter(|u| !u.is_empty()).map(String::as_str).collect();
+        let units: Vec<&str> = self
+            .units
+            .iter()
+            .filter(|u| !u.is_empty())
+            .map(String::as_str)
+            .collect();
         let unit = if units.len() == self.units.len() && units.windows(2).all(|w| w[0] == w[1]) {
             units.first().map_or(String::new(), |u| format!(" {u}"))
         } else {
