@@ -266,7 +266,9 @@ mod tests {
             "sorted, duplicates dropped"
         );
         let none = format!("{}/*.n5", dir.path().display());
-        let err = expand_inputs(&[none.clone()]).unwrap_err().to_string();
+        let err = expand_inputs(std::slice::from_ref(&none))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&none) && err.contains("matches nothing"),
             "{err}"

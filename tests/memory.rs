@@ -13,6 +13,7 @@ use annomask::{LabelDtype, ZarrFormat};
 use serde_json::{Map, json};
 
 /// Runs `command` and returns its exit status and peak resident set size in bytes.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reports the child's usage
 fn run_measured(command: &mut Command) -> (ExitStatus, u64) {
     let child = command.spawn().expect("the binary starts");
     let pid = child.id() as libc::pid_t;

@@ -291,6 +291,7 @@ pub fn expected_mask(
 
 /// Writes a synthetic crop (labels drawn from `palette`) with the `labels` attribute `meta` and
 /// `extra` attributes; returns its path.
+#[allow(clippy::too_many_arguments)] // a test fixture: every argument is a property of the crop
 pub fn write_crop(
     path: &std::path::Path,
     shape: &[u64],
