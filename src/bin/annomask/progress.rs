@@ -83,6 +83,8 @@ impl Reporter {
     pub fn finish(&self) {
         if let Reporter::Bar(bar) = self {
             bar.finish();
+            // indicatif leaves the cursor at the end of the finished bar's line.
+            eprintln!();
         }
     }
 }
