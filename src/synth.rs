@@ -248,7 +248,6 @@ pub fn demo_groupings() -> Groupings {
 pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<PathBuf, Error> {
     let path = dir.join("demo_crop.zarr").join("labels");
     crate::zarr_array::create_group(path.parent().expect("has a parent"), format, &Map::new())?;
-    let labels = synth_labels(&[size; 3], LabelDtype::U64, &DEMO_PALETTE, 42);
     let mut attrs = Map::new();
     attrs.insert("labels".into(), demo_labels_attribute());
     attrs.insert("voxel_size".into(), json!([8, 8, 8]));
@@ -256,13 +255,16 @@ pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<Pa
     attrs.insert("axis_names".into(), json!(["z", "y", "x"]));
     attrs.insert("units".into(), json!(["nm", "nm", "nm"]));
     let chunk = size.clamp(1, 64) as u64;
-    write_labels(
-        &path,
-        &labels,
-        &[chunk; 3],
+    // Chunk by chunk, so a large demo needs no more memory than a small one.
+    let volume = SynthVolume {
+        shape: vec![size as u64; 3],
+        chunks: vec![chunk; 3],
+        dtype: LabelDtype::U64,
+        palette: DEMO_PALETTE.to_vec(),
+        seed: 42,
         format,
-        Compression::BloscLz4,
-        attrs,
-    )?;
+        compression: Compression::BloscLz4,
+    };
+    write_synth_volume(&path, &volume, attrs)?;
     Ok(path)
 }

@@ -57,9 +57,14 @@ pub struct ComputeArgs {
     /// Threads of the CPU engine (and of chunk decoding). Default: one per core.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     threads: Option<u64>,
-    /// Blocks waiting between read, compute and write (memory: about 2 x depth + 3 blocks).
+    /// Blocks waiting between read, compute and write (memory: about 2 x depth + 2 + writers
+    /// blocks).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     queue_depth: u64,
+    /// Threads encoding and writing chunks; more keep more writes in flight (slow or network
+    /// storage).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    writers: u64,
     /// No progress and no summary; errors only.
     #[arg(long, short)]
     quiet: bool,
@@ -124,6 +129,7 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
         shard: args.shard,
         resume: args.resume,
         queue_depth: args.queue_depth as usize,
+        writers: args.writers as usize,
     };
     let count = jobs.len();
     for (i, (mask, output)) in jobs.iter().enumerate() {
@@ -179,7 +185,7 @@ pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary) {
         String::new()
     };
     println!(
-        "wrote {} block(s){skipped}{removed}: {} channels x {} voxels in {} ({}; busy: read {}, compute {}, write {})",
+        "wrote {} block(s){skipped}{removed}: {} channels x {} voxels in {} ({}; busy: read {}, compute {}, write {} over all writers)",
         summary.blocks_written,
         mask.num_channels(),
         summary.voxels,
