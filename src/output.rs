@@ -111,11 +111,17 @@ impl MaskOutput {
         options: &OutputOptions,
     ) -> Result<Self, Error> {
         let root = root.as_ref().to_path_buf();
-        let name = root.display().to_string();
+        let name = match root.as_os_str().is_empty() {
+            true => "--out \"\"".to_string(),
+            false => root.display().to_string(),
+        };
         let spec_error = |message: String| StorageError::OutputSpec {
             path: name.clone(),
             message,
         };
+        if root.as_os_str().is_empty() {
+            return Err(spec_error("the output path is empty".into()).into());
+        }
         let volume = mask.volume();
         let region = region.cloned().unwrap_or_else(|| VoxelRegion {
             start: vec![0; volume.shape().len()],

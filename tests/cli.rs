@@ -521,6 +521,29 @@ fn inspect_reports_metadata_plan_and_warnings() {
 }
 
 #[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = crop(dir.path(), "crop.zarr", ZarrFormat::V3);
+    // A pipe whose reading end is closed before the program starts: every write fails (EPIPE),
+    // as in `annomask inspect ... | head -0`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_annomask"))
+        .arg("inspect")
+        .arg(&labels)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn demo_runs_the_pipeline_and_summarises_each_channel() {
     let dir = tempfile::tempdir().unwrap();
     let assert = annomask()
@@ -735,6 +758,20 @@ fn every_bad_input_is_one_clear_error_and_nothing_is_written() {
         assert!(!dir.path().join("o").exists());
         assert_eq!(files(&dir.path().join("foreign")).len(), 1);
     }
+
+    // An empty output path must not write into the working directory.
+    let cwd = tempfile::tempdir().unwrap();
+    let assert = annomask()
+        .current_dir(cwd.path())
+        .args(compute_args(&labels, &g, "", &[]))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with("error: --out \"\": invalid output: the output path is empty"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
 
     // An existing output of other options is refused, and left as it was.
     let first = d("first.zarr");

@@ -123,7 +123,7 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
     }
 
     if !args.quiet {
-        println!("engine: {}", engine.describe());
+        say!("engine: {}", engine.describe());
     }
     let run_options = RunOptions {
         shard: args.shard,
@@ -144,7 +144,7 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
             } else {
                 format!(" (shard {})", run_options.shard)
             };
-            println!("\n{label} -> {}{shard}", output.root().display());
+            say!("\n{label} -> {}{shard}", output.root().display());
         }
         let summary = compute_one(mask, output, &run_options, &label, args.quiet)?;
         if !args.quiet {
@@ -184,7 +184,7 @@ pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary) {
     } else {
         String::new()
     };
-    println!(
+    say!(
         "wrote {} block(s){skipped}{removed}: {} channels x {} voxels in {} ({}; busy: read {}, compute {}, write {} over all writers)",
         summary.blocks_written,
         mask.num_channels(),
@@ -201,8 +201,8 @@ pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary) {
         } else {
             ""
         };
-        println!("trained voxels per channel{note}:");
-        print!(
+        say!("trained voxels per channel{note}:");
+        say_raw!(
             "{}",
             annomask::report::channel_table_counts(mask, &summary.trained, summary.voxels)
         );

@@ -45,7 +45,7 @@ pub fn run(args: DemoArgs) -> Result<(), annomask::Error> {
         ZarrFormat::V3
     };
     let crop = synth::write_demo_crop(&dir, args.size as usize, format)?;
-    println!(
+    say!(
         "annomask demo: synthesised a {n}^3 uint64 crop (8 nm voxels, zarr v{}) with annotation metadata at\n  {}",
         format.number(),
         crop.display(),
@@ -53,15 +53,15 @@ pub fn run(args: DemoArgs) -> Result<(), annomask::Error> {
     );
     let options = MaskOptions::default().engine(args.engine);
     let mask = MissingAnnotationsMask::open(&crop, synth::demo_groupings(), options)?;
-    println!("engine: {}", mask.engine().describe());
-    print!("\n{}", mask.plan());
+    say!("engine: {}", mask.engine().describe());
+    say_raw!("\n{}", mask.plan());
     let out = dir.join("demo_mask.zarr");
     let output = MaskOutput::new(&out, &mask, None, &OutputOptions::default())?;
-    println!("\ncomputing the mask into {}", out.display());
+    say!("\ncomputing the mask into {}", out.display());
     let summary = compute_one(&mask, &output, &RunOptions::default(), "demo", true)?;
     print_summary(&mask, &summary);
     if args.out.is_none() {
-        println!(
+        say!(
             "\n(the crop and mask were written to a temporary directory and are now removed; pass --out DIR to keep them)"
         );
     }

@@ -32,9 +32,9 @@ pub fn run(args: InspectArgs) -> Result<(), Error> {
     let volume = LabelVolume::open(&args.labels)?;
     let report = Inspection::of(&volume, groupings.as_ref(), &args.mask.options())?;
     if args.json {
-        println!("{}", report.to_json());
+        say!("{}", report.to_json());
     } else {
-        print!("{report}");
+        say_raw!("{report}");
     }
     Ok(())
 }
