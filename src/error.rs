@@ -1,4 +1,4 @@
-//! Errors, one enum per concern, unified in [`Error`].
+//! Errors, one enum per concern, unified in [`enum@Error`].
 //!
 //! Every message names the thing at fault: the array path, the metadata entry and field, the
 //! channel, the ROI. The CLI prints the message as it is and exits non-zero.
@@ -306,5 +306,5 @@ pub enum Error {
     },
 }
 
-/// `Result` with [`Error`].
+/// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

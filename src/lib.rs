@@ -22,6 +22,12 @@
 //! assert!(m.index_axis(ndarray::Axis(0), 0).iter().all(|&v| v == 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Whole volumes, block by block (the `compute` command): [`output::MaskOutput`] lays out and
+//! creates the mask array, [`pipeline::run`] reads, computes and writes it in overlapping
+//! stages with bounded memory, [`blocks`] cuts it into chunk-aligned blocks and shards,
+//! [`store::AtomicFilesystemStore`] writes every chunk atomically, [`batch`] expands many crops
+//! and names their outputs, and [`inspect::Inspection`] reports what a crop's metadata means.
 #![warn(missing_docs)]
 
 pub mod batch;
