@@ -1,7 +1,8 @@
 //! End to end against the independent numpy reference (`../shared/reference/reference_mask.py`,
 //! DaCapo's algorithm) and zarr-python 3: `annomask compute` output, read by zarr-python, equals
 //! the reference mask computed by numpy from the same zarr crop, for v2 and v3 crops and both
-//! policies.
+//! policies; an OME-NGFF output group is followed to its array by zarr-python. Where the Python
+//! also has tensorstore, the outputs are read through tensorstore too.
 //!
 //! Needs Python with numpy and zarr >= 3: `ANNOMASK_REF_PYTHON`, else the venv that
 //! `../shared/reference/setup.sh` makes (`/tmp/annomask-ref/bin/python`), else `python3`.
@@ -85,6 +86,48 @@ fn read_npy(path: &Path) -> (Vec<u64>, Vec<u8>) {
     (shape, bytes[start + header_len..].to_vec())
 }
 
+/// Saves what zarr-python (`zarr`) or tensorstore (`ts`) reads at `array` (an array, or an
+/// OME-NGFF group: its first dataset) as a .npy file: `python -c READER reader path out.npy`.
+const READER: &str = r#"
+import os, sys
+import numpy as np
+reader, path, out = sys.argv[1:]
+if reader == "zarr":
+    import zarr
+    node = zarr.open(path, mode="r")
+    if isinstance(node, zarr.Group):
+        attrs = dict(node.attrs)
+        ms = attrs["ome"]["multiscales"] if "ome" in attrs else attrs["multiscales"]
+        assert ms[0]["axes"][0] == {"name": "c", "type": "channel"}, ms
+        node = node[ms[0]["datasets"][0]["path"]]
+    assert node.dtype == np.uint8, node.dtype
+    data = node[...]
+else:
+    import tensorstore as ts
+    driver = "zarr3" if os.path.exists(os.path.join(path, "zarr.json")) else "zarr"
+    spec = {"driver": driver, "kvstore": {"driver": "file", "path": path}}
+    data = ts.open(spec, read=True).result().read().result()
+np.save(out, np.ascontiguousarray(data))
+"#;
+
+fn read_with(python: &str, reader: &str, array: &Path, npy: &Path) {
+    run(Command::new(python)
+        .args(["-c", READER, reader])
+        .arg(array)
+        .arg(npy));
+}
+
+fn has_tensorstore(python: &str) -> bool {
+    let ok = Command::new(python)
+        .args(["-c", "import tensorstore"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("tensorstore is not installed for {python}: reading through it is skipped");
+    }
+    ok
+}
+
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(
@@ -111,6 +154,7 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
             return;
         }
     };
+    let tensorstore = has_tensorstore(&python);
     let dir = tempfile::tempdir().unwrap();
     let groupings = dir.path().join("g.json");
     std::fs::write(
@@ -164,17 +208,9 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
                 .arg("--out")
                 .arg(&reference));
             let by_zarr_python = dir.path().join(format!("zp{i}_{policy}.npy"));
-            run(Command::new(&python)
-                .args([
-                    "-c",
-                    "import sys, numpy as np, zarr\n\
-                     a = zarr.open_array(sys.argv[1], mode='r')\n\
-                     assert a.dtype == np.uint8, a.dtype\n\
-                     assert list(a.attrs['channels']) == ['mito', 'er', 'big', 'nuc', 'fg'], dict(a.attrs)\n\
-                     np.save(sys.argv[2], np.ascontiguousarray(a[...]))",
-                ])
-                .arg(&out)
-                .arg(&by_zarr_python));
+            read_with(&python, "zarr", &out, &by_zarr_python);
+            let attrs = annomask::volume::node_attributes(&out).unwrap();
+            assert_eq!(attrs["channels"], json!(["mito", "er", "big", "nuc", "fg"]));
             let reference = read_npy(&reference);
             assert_eq!(reference.0, [5, 19, 23, 30]);
             assert!(reference.1.contains(&1) && reference.1.contains(&0));
@@ -184,6 +220,71 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
                 reference,
                 "crop {i} {policy} through zarrs"
             );
+            if tensorstore {
+                let by_tensorstore = dir.path().join(format!("ts{i}_{policy}.npy"));
+                read_with(&python, "ts", &out, &by_tensorstore);
+                assert_eq!(
+                    read_npy(&by_tensorstore),
+                    reference,
+                    "crop {i} {policy} tensorstore"
+                );
+            }
         }
+    }
+
+    // OME-NGFF inputs: the output is a multiscale group; zarr-python follows it to the array.
+    for format in [ZarrFormat::V2, ZarrFormat::V3] {
+        let group = dir
+            .path()
+            .join(format!("ome{}.zarr/labels", format.number()));
+        let multiscale = json!({"axes": [{"name": "z", "type": "space", "unit": "nanometer"},
+            {"name": "y", "type": "space", "unit": "nanometer"},
+            {"name": "x", "type": "space", "unit": "nanometer"}],
+            "datasets": [{"path": "s0", "coordinateTransformations": [
+                {"type": "scale", "scale": [8.0, 8.0, 8.0]}]}]});
+        let attrs = match format {
+            ZarrFormat::V2 => {
+                let mut m = multiscale;
+                m["version"] = json!("0.4");
+                json!({"multiscales": [m]})
+            }
+            ZarrFormat::V3 => json!({"ome": {"version": "0.5", "multiscales": [multiscale]}}),
+        };
+        annomask::zarr_array::create_group(&group, format, attrs.as_object().unwrap()).unwrap();
+        let labels = write_crop(
+            &group.join("s0"),
+            &[10, 12, 14],
+            &[8, 8, 8],
+            LabelDtype::U16,
+            format,
+            &[0, 3, 5, 17, 20],
+            meta.clone(),
+            json!({}),
+        );
+        let out = dir.path().join(format!("ome_mask{}.zarr", format.number()));
+        run(Command::new(env!("CARGO_BIN_EXE_annomask"))
+            .args(["compute", "--engine", "cpu", "--quiet"])
+            .arg(&labels)
+            .arg("--groupings")
+            .arg(&groupings)
+            .arg("--out")
+            .arg(&out));
+        let reference = dir.path().join(format!("ome_ref{}.npy", format.number()));
+        run(Command::new(&python)
+            .arg(script())
+            .args(["mask", "--labels"])
+            .arg(&labels)
+            .arg("--groupings")
+            .arg(&groupings)
+            .arg("--out")
+            .arg(&reference));
+        let by_zarr_python = dir.path().join(format!("ome_zp{}.npy", format.number()));
+        read_with(&python, "zarr", &out, &by_zarr_python);
+        assert_eq!(
+            read_npy(&by_zarr_python),
+            read_npy(&reference),
+            "OME v{}",
+            format.number()
+        );
     }
 }

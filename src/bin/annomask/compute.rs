@@ -148,7 +148,7 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
         }
         let summary = compute_one(mask, output, &run_options, &label, args.quiet)?;
         if !args.quiet {
-            print_summary(mask, &summary);
+            print_summary(mask, &summary, !run_options.shard.is_whole());
         }
     }
     Ok(())
@@ -169,7 +169,8 @@ pub fn compute_one(
 }
 
 /// The per-channel table and the run's numbers.
-pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary) {
+/// `partial`: this run computes only part of the output (a shard).
+pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary, partial: bool) {
     let seconds = summary.elapsed.as_secs_f64();
     let skipped = if summary.blocks_skipped > 0 {
         format!(", {} skipped as complete", summary.blocks_skipped)
@@ -196,7 +197,7 @@ pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary) {
         duration(summary.write_time.as_secs_f64()),
     );
     if summary.blocks_written > 0 {
-        let note = if summary.blocks_skipped > 0 {
+        let note = if summary.blocks_skipped > 0 || partial {
             " (in the blocks written by this run)"
         } else {
             ""

@@ -59,7 +59,7 @@ pub fn run(args: DemoArgs) -> Result<(), annomask::Error> {
     let output = MaskOutput::new(&out, &mask, None, &OutputOptions::default())?;
     say!("\ncomputing the mask into {}", out.display());
     let summary = compute_one(&mask, &output, &RunOptions::default(), "demo", true)?;
-    print_summary(&mask, &summary);
+    print_summary(&mask, &summary, false);
     if args.out.is_none() {
         say!(
             "\n(the crop and mask were written to a temporary directory and are now removed; pass --out DIR to keep them)"
