@@ -132,29 +132,13 @@ impl MaskOutput {
             return Err(spec_error("the groupings have no channels".into()).into());
         }
         let dims = region.shape.len();
-        let (channel_chunk, spatial_chunks) = match &options.chunks {
-            None => (
-                num_channels,
-                mask.chunk_shape()
-                    .iter()
-                    .zip(&region.shape)
-                    .map(|(&c, &s)| c.min(s).max(1))
-                    .collect::<Vec<u64>>(),
-            ),
-            Some(c) if c.len() == dims => (num_channels, c.clone()),
-            Some(c) if c.len() == dims + 1 => (c[0], c[1..].to_vec()),
-            Some(c) => {
-                return Err(spec_error(format!(
-                    "--chunks has {} values; give {dims} (spatial) or {} (channel first)",
-                    c.len(),
-                    dims + 1
-                ))
-                .into());
-            }
-        };
-        if channel_chunk == 0 || spatial_chunks.contains(&0) {
-            return Err(spec_error("chunk sizes must be positive".into()).into());
-        }
+        let (channel_chunk, spatial_chunks) = chunk_layout(
+            options.chunks.as_deref(),
+            num_channels,
+            mask.chunk_shape(),
+            &region,
+        )
+        .map_err(spec_error)?;
         let format = options.format.unwrap_or(volume.format());
         let geometry = volume.geometry();
         let offset: Vec<f64> = (0..dims)
@@ -480,6 +464,40 @@ impl MaskOutput {
             .collect::<Option<_>>()?;
         (indices.len() == self.shape.len()).then_some(indices)
     }
+}
+
+/// Channels per chunk and the spatial chunk shape: `--chunks` as given (spatial, or channel
+/// first), else all channels and the label chunk shape clipped to the region.
+fn chunk_layout(
+    chunks: Option<&[u64]>,
+    num_channels: u64,
+    label_chunks: &[u64],
+    region: &VoxelRegion,
+) -> Result<(u64, Vec<u64>), String> {
+    let dims = region.shape.len();
+    let (channel_chunk, spatial) = match chunks {
+        None => (
+            num_channels,
+            label_chunks
+                .iter()
+                .zip(&region.shape)
+                .map(|(&c, &s)| c.min(s).max(1))
+                .collect(),
+        ),
+        Some(c) if c.len() == dims => (num_channels, c.to_vec()),
+        Some(c) if c.len() == dims + 1 => (c[0], c[1..].to_vec()),
+        Some(c) => {
+            return Err(format!(
+                "--chunks has {} values; give {dims} (spatial) or {} (channel first)",
+                c.len(),
+                dims + 1
+            ));
+        }
+    };
+    if channel_chunk == 0 || spatial.contains(&0) {
+        return Err("chunk sizes must be positive".into());
+    }
+    Ok((channel_chunk, spatial))
 }
 
 fn chunk_indices(channel_chunk: u64, block: &Block) -> Vec<u64> {
