@@ -48,7 +48,7 @@ impl Engine {
     }
 
     /// Resolves a choice. `Gpu` takes the best adapter, software ones (lavapipe) included, and
-    /// fails with [`GpuError::NoAdapter`] if there is none. `Auto` takes a hardware adapter if
+    /// fails with [`crate::GpuError::NoAdapter`] if there is none. `Auto` takes a hardware adapter if
     /// there is one, else the CPU: a software adapter runs on the same cores as the CPU engine,
     /// only slower. The reason is kept in [`Engine::describe`].
     pub fn select(choice: EngineChoice) -> Result<Engine> {

@@ -1,4 +1,4 @@
-//! Errors, one enum per concern, unified in [`Error`].
+//! Errors, one enum per concern, unified in [`enum@Error`].
 //!
 //! Every message names the thing at fault: the array path, the metadata entry and field, the
 //! channel, the ROI. The CLI prints the message as it is and exits non-zero.
@@ -311,6 +311,48 @@ pub enum StorageError {
         /// The underlying message.
         message: String,
     },
+    /// The requested output layout is invalid (chunk shape, no channels).
+    #[error("{path}: invalid output: {message}")]
+    OutputSpec {
+        /// The output path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output path exists and is not a mask output this run may write into.
+    #[error("{path}: output {problem}; remove it or choose another output path")]
+    OutputExists {
+        /// The output path.
+        path: String,
+        /// What was found there.
+        problem: String,
+    },
+    /// The output exists with metadata that differs from this run's (other inputs or options).
+    #[error(
+        "{path}: output exists with different metadata ({file}: {difference}); a resumed or \
+         sharded run must use the same inputs and options, or remove it / choose another output path"
+    )]
+    OutputMismatch {
+        /// The output path.
+        path: String,
+        /// The metadata file that differs.
+        file: String,
+        /// Where it differs.
+        difference: String,
+    },
+    /// Two inputs would be written to the same output.
+    #[error(
+        "{path}: output of both {first} and {second}; put {{name}}, {{path}} or {{index}} in the \
+         output template"
+    )]
+    OutputCollision {
+        /// The output path.
+        path: String,
+        /// The first input mapped to it.
+        first: String,
+        /// The second input mapped to it.
+        second: String,
+    },
 }
 
 /// A problem with the GPU engine.
@@ -399,5 +441,5 @@ pub enum Error {
     },
 }
 
-/// `Result` with [`Error`].
+/// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

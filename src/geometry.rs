@@ -177,6 +177,49 @@ impl Roi {
     }
 }
 
+impl std::str::FromStr for Roi {
+    type Err = String;
+
+    /// A ROI as `begin:end` in world units, one comma-separated value per axis, e.g.
+    /// `0,0,0:512,512,512` (the command line's `--roi`).
+    ///
+    /// ```
+    /// use annomask::Roi;
+    /// let roi: Roi = "0,8,16:64,72,80".parse()?;
+    /// assert_eq!(roi, Roi::new([0.0, 8.0, 16.0], [64.0, 64.0, 64.0]));
+    /// assert!("0,0:8".parse::<Roi>().is_err());
+    /// # Ok::<(), String>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "invalid ROI {s:?}: {why} (expected begin:end in world units, one value per axis, e.g. 0,0,0:512,512,512)"
+            )
+        };
+        let (begin, end) = s.split_once(':').ok_or_else(|| bad("no ':'"))?;
+        let parse = |part: &str| -> Result<Vec<f64>, String> {
+            part.split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| bad(&format!("{v:?} is not a number")))
+                })
+                .collect()
+        };
+        let (begin, end) = (parse(begin)?, parse(end)?);
+        if begin.len() != end.len() {
+            return Err(bad("begin and end have different numbers of axes"));
+        }
+        if begin.iter().zip(&end).any(|(b, e)| e < b) {
+            return Err(bad("end is before begin"));
+        }
+        let shape: Vec<f64> = begin.iter().zip(&end).map(|(b, e)| e - b).collect();
+        Ok(Roi::new(begin, shape))
+    }
+}
+
 impl fmt::Display for Roi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let end = self.end();

@@ -26,10 +26,18 @@
 //! assert!(m.index_axis(ndarray::Axis(0), 0).iter().all(|&v| v == 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Whole volumes, block by block (the `compute` command): [`output::MaskOutput`] lays out and
+//! creates the mask array, [`pipeline::run`] reads, computes and writes it in overlapping
+//! stages with bounded memory, [`blocks`] cuts it into chunk-aligned blocks and shards,
+//! [`store::AtomicFilesystemStore`] writes every chunk atomically, [`batch`] expands many crops
+//! and names their outputs, and [`inspect::Inspection`] reports what a crop's metadata means.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod bench;
 pub mod bits;
+pub mod blocks;
 pub mod cellmap;
 pub mod cpu;
 pub mod engine;
@@ -38,12 +46,16 @@ pub mod feeder;
 pub mod geometry;
 pub mod gpu;
 pub mod groupings;
+pub mod inspect;
 pub mod label;
 pub mod mask;
 pub mod metadata;
 pub mod options;
+pub mod output;
+pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod store;
 pub mod synth;
 pub mod volume;
 pub mod zarr_array;

@@ -13,6 +13,32 @@ use crate::plan::MaskPlan;
 /// One line per channel: its members (ids, or classes for a crop group), trained voxels (count
 /// and share), and why a channel is off or partly off, in the words of the metadata.
 pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String {
+    let trained: Vec<u64> = (0..mask.num_channels())
+        .map(|c| {
+            data.index_axis(Axis(0), c)
+                .iter()
+                .filter(|&&v| v == 1)
+                .count() as u64
+        })
+        .collect();
+    let voxels = data.len().checked_div(mask.num_channels()).unwrap_or(0) as u64;
+    channel_table_counts(mask, &trained, voxels)
+}
+
+/// [`channel_table`] from counts: `trained[c]` voxels of channel `c` are 1, out of `voxels`
+/// (what a streaming run accumulates, as it never holds the whole mask).
+///
+/// ```
+/// use annomask::{report, synth, EngineChoice, MaskOptions, MissingAnnotationsMask, ZarrFormat};
+/// let dir = tempfile::tempdir()?;
+/// let crop = synth::write_demo_crop(dir.path(), 8, ZarrFormat::V3)?;
+/// let mask = MissingAnnotationsMask::open(&crop, synth::demo_groupings(),
+///     MaskOptions::default().engine(EngineChoice::Cpu))?;
+/// let table = report::channel_table_counts(&mask, &[0, 0, 10, 20, 256], 512);
+/// assert!(table.contains("256 (50.0%)"), "{table}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn channel_table_counts(mask: &MissingAnnotationsMask, trained: &[u64], voxels: u64) -> String {
     let (members, rules) = match (mask.plan(), mask.metadata()) {
         (PlanRef::Labels(plan), Some(metadata)) => label_rules(mask, plan, metadata),
         (PlanRef::Crop(plan), _) => crop_rules(plan),
@@ -23,9 +49,8 @@ pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String
         .into_iter()
         .enumerate()
         .map(|(c, (list, rule))| {
-            let channel = data.index_axis(Axis(0), c);
-            let trained = channel.iter().filter(|&&v| v == 1).count();
-            let total = channel.len().max(1);
+            let trained = trained.get(c).copied().unwrap_or(0);
+            let total = voxels.max(1);
             [
                 names[c].to_string(),
                 list,

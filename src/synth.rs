@@ -35,26 +35,56 @@ pub fn splitmix64(mut x: u64) -> u64 {
 /// assert_eq!(a.shape(), &[16, 16]);
 /// ```
 pub fn synth_labels(shape: &[usize], dtype: LabelDtype, palette: &[u64], seed: u64) -> LabelArray {
+    let full: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
+    synth_region(&full, &vec![0; shape.len()], shape, dtype, palette, seed)
+}
+
+/// The part of [`synth_labels`]`(volume_shape, ...)` that starts at voxel `start` and has
+/// `shape`: lets a volume larger than memory be synthesised block by block.
+///
+/// ```
+/// use annomask::{synth, LabelDtype};
+/// let whole = synth::synth_labels(&[8, 8], LabelDtype::U8, &[0, 1, 2], 3);
+/// let part = synth::synth_region(&[8, 8], &[2, 4], &[3, 4], LabelDtype::U8, &[0, 1, 2], 3);
+/// let annomask::LabelArray::U8(whole) = whole else { unreachable!() };
+/// let annomask::LabelArray::U8(part) = part else { unreachable!() };
+/// assert_eq!(part, whole.slice(ndarray::s![2..5, 4..8]).into_dyn());
+/// ```
+pub fn synth_region(
+    volume_shape: &[u64],
+    start: &[u64],
+    shape: &[usize],
+    dtype: LabelDtype,
+    palette: &[u64],
+    seed: u64,
+) -> LabelArray {
     let n: usize = shape.iter().product();
-    let ids: Vec<u64> = (0..n)
-        .map(|flat| {
-            let (mut rest, mut cube) = (flat, 0u64);
-            for &s in shape.iter().rev() {
-                cube = cube
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add((rest % s / 8) as u64);
-                rest /= s;
-            }
-            let h = splitmix64(seed ^ splitmix64(cube));
-            let fine = splitmix64(seed.wrapping_add(flat as u64));
-            let pick = if fine.is_multiple_of(16) {
-                fine >> 8
-            } else {
-                h
-            };
-            palette[(pick % palette.len() as u64) as usize]
-        })
-        .collect();
+    let dims = shape.len();
+    let id_at = |local: usize| -> u64 {
+        // The voxel's global coordinates, then its flat index and 8-voxel cube in the volume.
+        let (mut rest, mut coords) = (local, [0u64; 8]);
+        for d in (0..dims).rev() {
+            coords[d] = start[d] + (rest % shape[d]) as u64;
+            rest /= shape[d];
+        }
+        let (mut flat, mut cube) = (0u64, 0u64);
+        for d in 0..dims {
+            flat = flat * volume_shape[d] + coords[d];
+        }
+        for d in (0..dims).rev() {
+            cube = cube.wrapping_mul(1_000_003).wrapping_add(coords[d] / 8);
+        }
+        let h = splitmix64(seed ^ splitmix64(cube));
+        let fine = splitmix64(seed.wrapping_add(flat));
+        let pick = if fine.is_multiple_of(16) {
+            fine >> 8
+        } else {
+            h
+        };
+        palette[(pick % palette.len() as u64) as usize]
+    };
+    use rayon::prelude::*;
+    let ids: Vec<u64> = (0..n).into_par_iter().map(id_at).collect();
     LabelArray::from_ids(dtype, shape, ids).expect("palette ids fit the dtype")
 }
 
@@ -73,6 +103,83 @@ pub fn uniform_labels(
         .map(|i| palette[(splitmix64(seed ^ splitmix64(i)) % palette.len() as u64) as usize])
         .collect();
     LabelArray::from_ids(dtype, shape, ids).expect("palette ids fit the dtype")
+}
+
+/// A synthetic label array written chunk by chunk, never whole in memory: what
+/// [`write_synth_volume`] writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthVolume {
+    /// Shape in voxels.
+    pub shape: Vec<u64>,
+    /// Chunk shape.
+    pub chunks: Vec<u64>,
+    /// Label dtype.
+    pub dtype: LabelDtype,
+    /// Ids to draw from (0 for background).
+    pub palette: Vec<u64>,
+    /// Seed of [`synth_region`].
+    pub seed: u64,
+    /// Zarr format.
+    pub format: ZarrFormat,
+    /// Chunk compression.
+    pub compression: Compression,
+}
+
+/// Writes `volume` at `path` with `attributes`, one chunk at a time (memory: one chunk), equal
+/// to [`synth_labels`] of the whole shape. For volumes larger than memory.
+///
+/// ```
+/// use annomask::{synth, LabelDtype, LabelVolume, ZarrFormat};
+/// use annomask::zarr_array::Compression;
+/// let dir = tempfile::tempdir()?;
+/// let spec = synth::SynthVolume { shape: vec![10, 12], chunks: vec![4, 8], dtype: LabelDtype::U16,
+///     palette: vec![0, 7, 9], seed: 1, format: ZarrFormat::V3, compression: Compression::Zstd };
+/// synth::write_synth_volume(&dir.path().join("a"), &spec, Default::default())?;
+/// let read = LabelVolume::open(dir.path().join("a"))?.read_region(&annomask::VoxelRegion {
+///     start: vec![0, 0], shape: vec![10, 12] })?;
+/// assert_eq!(read, synth::synth_labels(&[10, 12], LabelDtype::U16, &[0, 7, 9], 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_synth_volume(
+    path: &Path,
+    volume: &SynthVolume,
+    attributes: Map<String, Value>,
+) -> Result<(), StorageError> {
+    let mut spec = ArraySpec::new(
+        volume.shape.clone(),
+        volume.chunks.clone(),
+        volume.dtype.name(),
+        volume.format,
+    );
+    spec.compression = volume.compression;
+    spec.attributes = attributes;
+    let array = create_array(path, &spec)?;
+    let fail = |e: zarrs::array::ArrayError| StorageError::Write {
+        path: path.display().to_string(),
+        what: "labels".into(),
+        message: e.to_string(),
+    };
+    let grid = crate::blocks::BlockGrid::new(volume.shape.clone(), volume.chunks.clone());
+    for k in 0..grid.num_blocks() {
+        let block = grid.block(k);
+        let shape: Vec<usize> = block.shape.iter().map(|&s| s as usize).collect();
+        let labels = synth_region(
+            &volume.shape,
+            &block.start,
+            &shape,
+            volume.dtype,
+            &volume.palette,
+            volume.seed,
+        );
+        let subset = ArraySubset::new_with_start_shape(block.start.clone(), block.shape.clone())
+            .map_err(|e| StorageError::Write {
+                path: path.display().to_string(),
+                what: "labels".into(),
+                message: e.to_string(),
+            })?;
+        with_labels!(&labels, LabelArray, a => array.store_array_subset(&subset, a).map_err(fail))?;
+    }
+    Ok(())
 }
 
 /// Writes `labels` as a new zarr array at `path` with `chunks`, `format`, `compression` and
@@ -142,7 +249,6 @@ pub fn demo_groupings() -> Groupings {
 pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<PathBuf, Error> {
     let path = dir.join("demo_crop.zarr").join("labels");
     crate::zarr_array::create_group(path.parent().expect("has a parent"), format, &Map::new())?;
-    let labels = synth_labels(&[size; 3], LabelDtype::U64, &DEMO_PALETTE, 42);
     let mut attrs = Map::new();
     attrs.insert("labels".into(), demo_labels_attribute());
     attrs.insert("voxel_size".into(), json!([8, 8, 8]));
@@ -150,13 +256,16 @@ pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<Pa
     attrs.insert("axis_names".into(), json!(["z", "y", "x"]));
     attrs.insert("units".into(), json!(["nm", "nm", "nm"]));
     let chunk = size.clamp(1, 64) as u64;
-    write_labels(
-        &path,
-        &labels,
-        &[chunk; 3],
+    // Chunk by chunk, so a large demo needs no more memory than a small one.
+    let volume = SynthVolume {
+        shape: vec![size as u64; 3],
+        chunks: vec![chunk; 3],
+        dtype: LabelDtype::U64,
+        palette: DEMO_PALETTE.to_vec(),
+        seed: 42,
         format,
-        Compression::BloscLz4,
-        attrs,
-    )?;
+        compression: Compression::BloscLz4,
+    };
+    write_synth_volume(&path, &volume, attrs)?;
     Ok(path)
 }

@@ -142,12 +142,12 @@ fn weighting_by_size_follows_the_voxel_counts() {
         let mut first = 0;
         for _ in 0..draws {
             let (crop, region) = sampler.next_region();
-            for d in 0..3 {
-                assert!(
-                    region.start[d] + 4 <= shapes[crop][d],
-                    "{region:?} fits crop {crop}"
-                );
-            }
+            let fits = region
+                .start
+                .iter()
+                .zip(&shapes[crop])
+                .all(|(&s, &len)| s + 4 <= len);
+            assert!(fits, "{region:?} fits crop {crop}");
             first += (crop == 0) as usize;
         }
         let share = first as f64 / draws as f64;

@@ -281,3 +281,98 @@ pub fn gpus() -> Option<&'static (Arc<GpuEngine>, Arc<GpuEngine>)> {
     })
     .as_ref()
 }
+
+// ---- Command-line and output helpers (tests/cli.rs, tests/resume.rs, tests/reference.rs) ----
+
+/// The `annomask` binary under test.
+pub fn annomask() -> assert_cmd::Command {
+    assert_cmd::Command::new(env!("CARGO_BIN_EXE_annomask"))
+}
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+pub fn files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The whole `u8` array at `path` (v2 or v3) read back through zarrs: shape and C-order data.
+pub fn read_mask(path: &std::path::Path) -> (Vec<u64>, Vec<u8>) {
+    let store = std::sync::Arc::new(zarrs::filesystem::FilesystemStore::new(path).unwrap());
+    let array = zarrs::array::Array::open(store, "/").unwrap();
+    let shape = array.shape().to_vec();
+    let subset = zarrs::array::ArraySubset::new_with_shape(shape.clone());
+    let data: Vec<u8> = array.retrieve_array_subset(&subset).unwrap();
+    (shape, data)
+}
+
+/// The oracle's mask of the label array at `labels` inside the voxel box `start..start+shape`
+/// (`None`: all of it), with the metadata read the naive way: shape `(channels, *shape)`.
+pub fn expected_mask(
+    labels: &std::path::Path,
+    channels: &[Vec<u64>],
+    region: Option<(&[u64], &[u64])>,
+    background: u64,
+    per_voxel: bool,
+    sparse_is_missing: bool,
+) -> (Vec<u64>, Vec<u8>) {
+    let volume = annomask::LabelVolume::open(labels).unwrap();
+    let (start, shape) = match region {
+        Some((s, n)) => (s.to_vec(), n.to_vec()),
+        None => (vec![0; volume.shape().len()], volume.shape().to_vec()),
+    };
+    let data = volume
+        .read_region(&annomask::VoxelRegion {
+            start,
+            shape: shape.clone(),
+        })
+        .unwrap();
+    let missing = naive_missing(&volume.attributes()["labels"], sparse_is_missing);
+    let mask = oracle(&bits(&data), channels, &missing, background, per_voxel);
+    let mut full = vec![channels.len() as u64];
+    full.extend(shape);
+    (full, mask)
+}
+
+/// Writes a synthetic crop (labels drawn from `palette`) with the `labels` attribute `meta` and
+/// `extra` attributes; returns its path.
+#[allow(clippy::too_many_arguments)] // a test fixture: every argument is a property of the crop
+pub fn write_crop(
+    path: &std::path::Path,
+    shape: &[u64],
+    chunks: &[u64],
+    dtype: LabelDtype,
+    format: annomask::ZarrFormat,
+    palette: &[u64],
+    meta: Value,
+    extra: Value,
+) -> std::path::PathBuf {
+    let mut attrs = extra.as_object().cloned().unwrap_or_default();
+    attrs.insert("labels".into(), meta);
+    let volume = annomask::synth::SynthVolume {
+        shape: shape.to_vec(),
+        chunks: chunks.to_vec(),
+        dtype,
+        palette: palette.to_vec(),
+        seed: shape.iter().sum::<u64>() ^ palette.len() as u64,
+        format,
+        compression: annomask::zarr_array::Compression::Zstd,
+    };
+    annomask::synth::write_synth_volume(path, &volume, attrs).unwrap();
+    path.to_path_buf()
+}

@@ -1,23 +1,27 @@
-//! `annomask demo`: synthesise a crop, mask it, summarise.
+//! `annomask demo`: synthesise a crop with annotation metadata, run the real compute pipeline on
+//! it, and summarise each channel.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
+use annomask::output::{MaskOutput, OutputOptions};
+use annomask::pipeline::RunOptions;
 use annomask::{EngineChoice, MaskOptions, MissingAnnotationsMask, ZarrFormat, synth};
 use clap::Args;
+
+use crate::compute::{compute_one, print_summary};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Edge length of the synthetic cubic crop, in voxels.
-    #[arg(long, default_value_t = 64)]
-    size: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    size: u64,
     /// Engine: auto (GPU if found, else CPU), cpu or gpu.
     #[arg(long, default_value = "auto")]
     engine: EngineChoice,
-    /// Write the crop here instead of a temporary directory (kept afterwards).
+    /// Write the crop and its mask here instead of a temporary directory (kept afterwards).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Zarr format of the synthetic crop.
+    /// Zarr format of the synthetic crop (and so of the mask).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     zarr_format: u8,
 }
@@ -40,8 +44,8 @@ pub fn run(args: DemoArgs) -> Result<(), annomask::Error> {
     } else {
         ZarrFormat::V3
     };
-    let crop = synth::write_demo_crop(&dir, args.size, format)?;
-    println!(
+    let crop = synth::write_demo_crop(&dir, args.size as usize, format)?;
+    say!(
         "annomask demo: synthesised a {n}^3 uint64 crop (8 nm voxels, zarr v{}) with annotation metadata at\n  {}",
         format.number(),
         crop.display(),
@@ -49,28 +53,16 @@ pub fn run(args: DemoArgs) -> Result<(), annomask::Error> {
     );
     let options = MaskOptions::default().engine(args.engine);
     let mask = MissingAnnotationsMask::open(&crop, synth::demo_groupings(), options)?;
-    println!("engine: {}", mask.engine().describe());
-    print!("\n{}", mask.plan());
-    let start = Instant::now();
-    let data = mask.get(&mask.roi())?;
-    let seconds = start.elapsed().as_secs_f64();
-    let voxels = mask
-        .roi()
-        .shape()
-        .as_slice()
-        .iter()
-        .map(|&s| s / 8.0)
-        .product::<f64>() as u64;
-    println!(
-        "\ncomputed {} channels x {} voxels (read + mask) in {:.1} ms\n",
-        mask.num_channels(),
-        voxels,
-        seconds * 1e3,
-    );
-    println!("{}", annomask::report::channel_table(&mask, &data));
+    say!("engine: {}", mask.engine().describe());
+    say_raw!("\n{}", mask.plan());
+    let out = dir.join("demo_mask.zarr");
+    let output = MaskOutput::new(&out, &mask, None, &OutputOptions::default())?;
+    say!("\ncomputing the mask into {}", out.display());
+    let summary = compute_one(&mask, &output, &RunOptions::default(), "demo", true)?;
+    print_summary(&mask, &summary, false);
     if args.out.is_none() {
-        println!(
-            "(the crop was written to a temporary directory and is now removed; pass --out DIR to keep it)"
+        say!(
+            "\n(the crop and mask were written to a temporary directory and are now removed; pass --out DIR to keep them)"
         );
     }
     Ok(())

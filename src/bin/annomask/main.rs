@@ -1,6 +1,26 @@
-//! The `annomask` command line: `demo`, `inspect`, `compute`, `bench`.
+//! The `annomask` command line: `compute`, `inspect`, `demo`.
 
+/// `println!` that ignores a closed stdout (`annomask inspect ... | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod args;
+mod compute;
 mod demo;
+mod inspect;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -16,6 +36,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compute the masks of label arrays into zarr arrays, block by block (resumable, shardable).
+    Compute(compute::ComputeArgs),
+    /// Show a label array's layout, geometry, annotation metadata, plan and warnings.
+    Inspect(inspect::InspectArgs),
     /// Synthesise a crop with annotation metadata, mask it, and summarise each channel.
     Demo(demo::DemoArgs),
 }
@@ -23,6 +47,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Compute(args) => compute::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

@@ -1,0 +1,251 @@
+//! [`AtomicFilesystemStore`]: a zarr filesystem store whose every write is atomic (SPEC 6).
+//!
+//! `zarrs`' `FilesystemStore::set` writes the destination file in place, so a process killed
+//! mid-write leaves a truncated chunk that looks complete. This store writes each value to a
+//! temporary sibling file, flushes it to disk and renames it over the destination: a reader (or
+//! a resumed run) sees either no file or the whole value, never a part of it.
+//!
+//! Temporary files are named `<key file name>.tmp-<pid>-<counter>-<nanos>`. No zarr key has that
+//! shape (chunk keys are integers, metadata keys are fixed names), so a leftover temporary file
+//! from a killed run is never taken for a chunk; [`is_temporary`] recognises it and
+//! [`crate::output::MaskOutput::remove_stale_temporaries`] removes those of a run's own chunks.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use annomask::store::AtomicFilesystemStore;
+//! use zarrs::storage::{ReadableStorageTraits, StoreKey, WritableStorageTraits};
+//! let dir = tempfile::tempdir()?;
+//! let store = AtomicFilesystemStore::new(dir.path())?;
+//! let key = StoreKey::new("c/0/0")?;
+//! store.set(&key, vec![1u8, 2, 3].into())?;
+//! assert_eq!(store.get(&key)?.unwrap().as_ref(), &[1, 2, 3]);
+//! // nothing but the value itself is left behind
+//! let files: Vec<_> = std::fs::read_dir(dir.path().join("c"))?.collect();
+//! assert_eq!(files.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zarrs::filesystem::{FilesystemStore, FilesystemStoreCreateError};
+use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::{
+    Bytes, ListableStorageTraits, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits,
+    StorageError, StoreKey, StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
+};
+
+/// The marker between a key's file name and the rest of a temporary file's name.
+const TEMP_MARKER: &str = ".tmp-";
+
+/// Whether a file name is that of a temporary file of [`AtomicFilesystemStore`].
+///
+/// ```
+/// use annomask::store::is_temporary;
+/// assert!(is_temporary("0.tmp-4242-0-1732550000000000000"));
+/// assert!(!is_temporary("0") && !is_temporary("zarr.json"));
+/// ```
+pub fn is_temporary(file_name: &str) -> bool {
+    file_name.contains(TEMP_MARKER)
+}
+
+/// The destination file name of a temporary file name (`0.tmp-1-2-3` -> `0`), or `None` if the
+/// name is not a temporary one.
+pub fn destination_of(file_name: &str) -> Option<&str> {
+    file_name.find(TEMP_MARKER).map(|at| &file_name[..at])
+}
+
+/// A filesystem store that writes every value through a temporary file and a rename.
+#[derive(Debug)]
+pub struct AtomicFilesystemStore {
+    inner: FilesystemStore,
+    base: PathBuf,
+}
+
+impl AtomicFilesystemStore {
+    /// A store rooted at `base` (created on the first write if absent).
+    pub fn new(base: impl AsRef<Path>) -> Result<Self, FilesystemStoreCreateError> {
+        let base = base.as_ref().to_path_buf();
+        Ok(Self {
+            inner: FilesystemStore::new(&base)?,
+            base,
+        })
+    }
+
+    /// The directory the store is rooted at.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The file that holds `key`.
+    pub fn key_path(&self, key: &StoreKey) -> PathBuf {
+        self.inner.key_to_fspath(key)
+    }
+
+    /// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename.
+    pub fn write_atomically(path: &Path, value: &[u8]) -> std::io::Result<()> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let parent = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = path
+            .file_name()
+            .map_or_else(|| "value".into(), |n| n.to_string_lossy().into_owned());
+        let temp = parent.join(format!(
+            "{name}{TEMP_MARKER}{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(value)?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
+    }
+}
+
+impl ReadableStorageTraits for AtomicFilesystemStore {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        self.inner.get_partial_many(key, byte_ranges)
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        self.inner.size_key(key)
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        self.inner.supports_get_partial()
+    }
+}
+
+impl WritableStorageTraits for AtomicFilesystemStore {
+    fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        Self::write_atomically(&self.key_path(key), &value).map_err(StorageError::from)
+    }
+
+    fn set_partial_many(
+        &self,
+        key: &StoreKey,
+        offset_values: OffsetBytesIterator,
+    ) -> Result<(), StorageError> {
+        // Read, patch, and write the whole value back atomically.
+        let mut value = self.inner.get(key)?.map(|b| b.to_vec()).unwrap_or_default();
+        for (offset, bytes) in offset_values {
+            let offset = usize::try_from(offset)
+                .map_err(|_| StorageError::Other(format!("offset {offset} is too large")))?;
+            if value.len() < offset + bytes.len() {
+                value.resize(offset + bytes.len(), 0);
+            }
+            value[offset..offset + bytes.len()].copy_from_slice(&bytes);
+        }
+        self.set(key, value.into())
+    }
+
+    fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        self.inner.erase(key)
+    }
+
+    fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
+        self.inner.erase_prefix(prefix)
+    }
+
+    fn supports_set_partial(&self) -> bool {
+        false
+    }
+}
+
+impl ListableStorageTraits for AtomicFilesystemStore {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        Ok(self
+            .inner
+            .list()?
+            .into_iter()
+            .filter(|k| !is_temporary(k.as_str()))
+            .collect())
+    }
+
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        Ok(self
+            .inner
+            .list_prefix(prefix)?
+            .into_iter()
+            .filter(|k| !is_temporary(k.as_str()))
+            .collect())
+    }
+
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        let listed = self.inner.list_dir(prefix)?;
+        let keys = listed
+            .keys()
+            .iter()
+            .filter(|k| !is_temporary(k.as_str()))
+            .cloned()
+            .collect();
+        Ok(StoreKeysPrefixes::new(keys, listed.prefixes().clone()))
+    }
+
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        self.inner.size_prefix(prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_atomically_and_leave_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AtomicFilesystemStore::new(dir.path()).unwrap();
+        let key = StoreKey::new("a/b/0").unwrap();
+        store.set(&key, vec![1u8; 10].into()).unwrap();
+        store.set(&key, vec![2u8; 3].into()).unwrap();
+        assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), &[2, 2, 2]);
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["0"]);
+    }
+
+    #[test]
+    fn temporaries_are_hidden_from_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AtomicFilesystemStore::new(dir.path()).unwrap();
+        store
+            .set(&StoreKey::new("c/0").unwrap(), vec![1u8].into())
+            .unwrap();
+        std::fs::write(dir.path().join("c/1.tmp-1-2-3"), b"partial").unwrap();
+        let keys: Vec<String> = store
+            .list()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        assert_eq!(keys, ["c/0"]);
+        assert_eq!(destination_of("1.tmp-1-2-3"), Some("1"));
+        assert_eq!(destination_of("1"), None);
+    }
+
+    #[test]
+    fn partial_writes_patch_the_whole_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AtomicFilesystemStore::new(dir.path()).unwrap();
+        let key = StoreKey::new("k").unwrap();
+        store.set(&key, vec![0u8; 4].into()).unwrap();
+        store.set_partial(&key, 2, vec![7u8, 7, 7].into()).unwrap();
+        assert_eq!(store.get(&key).unwrap().unwrap().as_ref(), &[0, 0, 7, 7, 7]);
+    }
+}
