@@ -389,6 +389,34 @@ fn attr_err(path: &str, attribute: &str, problem: impl Into<String>) -> Geometry
     }
 }
 
+/// A JSON list of `dims` items of `kind`, each converted by `item` (which says what is wrong).
+fn list_of<T>(
+    path: &str,
+    attribute: &str,
+    value: &Value,
+    dims: usize,
+    kind: &str,
+    item: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Vec<T>, GeometryError> {
+    let list = value.as_array().ok_or_else(|| {
+        attr_err(
+            path,
+            attribute,
+            format!("expected a list of {kind}, found {value}"),
+        )
+    })?;
+    if list.len() != dims {
+        return Err(attr_err(
+            path,
+            attribute,
+            format!("has {} values, the array has {dims} axes", list.len()),
+        ));
+    }
+    list.iter()
+        .map(|v| item(v).map_err(|problem| attr_err(path, attribute, problem)))
+        .collect()
+}
+
 /// A list of numbers of length `dims`, positive if `positive`.
 fn numbers(
     path: &str,
@@ -397,61 +425,30 @@ fn numbers(
     dims: usize,
     positive: bool,
 ) -> Result<Vec<f64>, GeometryError> {
-    let list = value.as_array().ok_or_else(|| {
-        attr_err(
-            path,
-            attribute,
-            format!("expected a list of numbers, found {value}"),
-        )
-    })?;
-    if list.len() != dims {
-        return Err(attr_err(
-            path,
-            attribute,
-            format!("has {} values, the array has {dims} axes", list.len()),
-        ));
-    }
-    list.iter()
-        .map(|v| {
-            let x = v
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| attr_err(path, attribute, format!("{v} is not a number")))?;
-            if positive && x <= 0.0 {
-                return Err(attr_err(path, attribute, format!("{x} is not positive")));
-            }
-            Ok(x)
-        })
-        .collect()
+    list_of(path, attribute, value, dims, "numbers", |v| {
+        let x = v
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("{v} is not a number"))?;
+        if positive && x <= 0.0 {
+            return Err(format!("{x} is not positive"));
+        }
+        Ok(x)
+    })
 }
 
+/// A list of strings of length `dims`.
 fn strings(
     path: &str,
     attribute: &str,
     value: &Value,
     dims: usize,
 ) -> Result<Vec<String>, GeometryError> {
-    let list = value.as_array().ok_or_else(|| {
-        attr_err(
-            path,
-            attribute,
-            format!("expected a list of strings, found {value}"),
-        )
-    })?;
-    if list.len() != dims {
-        return Err(attr_err(
-            path,
-            attribute,
-            format!("has {} values, the array has {dims} axes", list.len()),
-        ));
-    }
-    list.iter()
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| attr_err(path, attribute, format!("{v} is not a string")))
-        })
-        .collect()
+    list_of(path, attribute, value, dims, "strings", |v| {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{v} is not a string"))
+    })
 }
 
 fn funlib(

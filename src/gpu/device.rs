@@ -3,7 +3,7 @@
 
 use super::layout::{self, Kernel};
 use super::pipelined::{bind_group, encode_dispatch, wait};
-use super::{GpuContext, GpuEngine, Work};
+use super::{GpuContext, GpuEngine};
 use crate::error::GpuError;
 use crate::label::LabelSlice;
 use crate::plan::MaskPlan;
@@ -107,46 +107,34 @@ impl GpuEngine {
         if n == 0 || channels == 0 {
             return Ok(device);
         }
-        let kernel = Kernel::Fused;
-        let pipeline = self.pipelines.get(ctx, labels.dtype(), kernel)?;
-        let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        let buffers = &mut *guard;
-        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
-        let block_voxels = self.block_voxels(2 * channels, labels.dtype().size());
-        for (start, voxels) in layout::blocks(n, block_voxels) {
-            let block = labels.slice(start..start + voxels);
-            let slot = &mut buffers.slots[0];
-            let (dispatch, upload) = self.block(
-                slot,
-                &pipeline,
-                &plan_buffer,
-                plan,
-                block,
-                kernel,
-                Work::Compute,
-            )?;
-            let block_stride = 4 * layout::quads(voxels) as u64;
-            let (output, _) = dispatch.bindings[3];
-            let submission = ctx.scoped("mask dispatch (device output)", || {
-                upload();
-                let group = bind_group(ctx, &dispatch);
-                let mut encoder = ctx.device.create_command_encoder(&Default::default());
-                encode_dispatch(&mut encoder, &dispatch, &group);
-                // Section s (mask, targets), channel c of the block lands at channel c of the
-                // device buffer, at the block's first voxel (a multiple of 32: aligned).
-                for (s, dst) in [&device.mask, &device.targets].into_iter().enumerate() {
-                    for c in 0..channels as u64 {
-                        let src = (s as u64 * channels as u64 + c) * block_stride;
-                        let at = c * channel_stride + start as u64;
-                        encoder.copy_buffer_to_buffer(output, src, dst, at, block_stride);
+        self.sequential_blocks(
+            plan,
+            labels,
+            Kernel::Fused,
+            |start, voxels, dispatch, upload| {
+                let block_stride = 4 * layout::quads(voxels) as u64;
+                let (output, _) = dispatch.bindings[3];
+                let submission = ctx.scoped("mask dispatch (device output)", || {
+                    upload();
+                    let group = bind_group(ctx, &dispatch);
+                    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                    encode_dispatch(&mut encoder, &dispatch, &group);
+                    // Section s (mask, targets), channel c of the block lands at channel c of the
+                    // device buffer, at the block's first voxel (a multiple of 32: aligned).
+                    for (s, dst) in [&device.mask, &device.targets].into_iter().enumerate() {
+                        for c in 0..channels as u64 {
+                            let src = (s as u64 * channels as u64 + c) * block_stride;
+                            let at = c * channel_stride + start as u64;
+                            encoder.copy_buffer_to_buffer(output, src, dst, at, block_stride);
+                        }
                     }
-                }
-                ctx.queue.submit([encoder.finish()])
-            })?;
-            // The slot's buffers are reused by the next block, and the caller gets finished
-            // buffers: wait for each block.
-            wait(ctx, submission)?;
-        }
+                    ctx.queue.submit([encoder.finish()])
+                })?;
+                // The slot's buffers are reused by the next block, and the caller gets finished
+                // buffers: wait for each block.
+                wait(ctx, submission)
+            },
+        )?;
         Ok(device)
     }
 }

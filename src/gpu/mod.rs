@@ -269,6 +269,39 @@ impl GpuEngine {
         )
     }
 
+    /// Runs `f(start, voxels, dispatch, upload)` on each block of `labels`, one block at a time
+    /// in the first slot (for callers that finish a block before the next: timings, outputs
+    /// that stay on the device). `upload` writes the block's params and labels.
+    fn sequential_blocks(
+        &self,
+        plan: &MaskPlan,
+        labels: LabelSlice<'_>,
+        kernel: Kernel,
+        mut f: impl FnMut(usize, usize, Dispatch<'_>, Box<dyn FnOnce() + '_>) -> Result<(), GpuError>,
+    ) -> Result<(), GpuError> {
+        let pipeline = self.pipelines.get(&self.ctx, labels.dtype(), kernel)?;
+        let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        let buffers = &mut *guard;
+        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
+        let channels = plan.num_channels() * kernel.sections();
+        let block_voxels = self.block_voxels(channels, labels.dtype().size());
+        for (start, voxels) in layout::blocks(labels.len(), block_voxels) {
+            let block = labels.slice(start..start + voxels);
+            let slot = &mut buffers.slots[0];
+            let (dispatch, upload) = self.block(
+                slot,
+                &pipeline,
+                &plan_buffer,
+                plan,
+                block,
+                kernel,
+                Work::Compute,
+            )?;
+            f(start, voxels, dispatch, Box::new(upload))?;
+        }
+        Ok(())
+    }
+
     /// Writes the plan words into the (grown on demand) plan buffer.
     fn upload_plan(
         &self,

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::layout::{self, Kernel};
+use super::layout::Kernel;
 use super::pipelined::time_dispatch;
 use super::{GpuEngine, Work};
 use crate::bits::MaskLayout;
@@ -27,27 +27,16 @@ impl GpuEngine {
         if n == 0 || plan.num_channels() == 0 {
             return Ok(0.0);
         }
-        let kernel = Kernel::Mask(mask_layout);
-        let pipeline = self.pipelines.get(&self.ctx, labels.dtype(), kernel)?;
-        let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        let buffers = &mut *guard;
-        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
-        let block_voxels = self.block_voxels(plan.num_channels(), labels.dtype().size());
         let mut total = 0.0;
-        for (start, voxels) in layout::blocks(n, block_voxels) {
-            let block = labels.slice(start..start + voxels);
-            let slot = &mut buffers.slots[0];
-            let (dispatch, upload) = self.block(
-                slot,
-                &pipeline,
-                &plan_buffer,
-                plan,
-                block,
-                kernel,
-                Work::Compute,
-            )?;
-            total += time_dispatch(&self.ctx, &dispatch, upload, repeat)?;
-        }
+        self.sequential_blocks(
+            plan,
+            labels,
+            Kernel::Mask(mask_layout),
+            |_, _, dispatch, upload| {
+                total += time_dispatch(&self.ctx, &dispatch, upload, repeat)?;
+                Ok(())
+            },
+        )?;
         Ok(total)
     }
 
