@@ -8,7 +8,7 @@ use ndarray::{ArrayD, IxDyn};
 use crate::bits::MaskLayout;
 use crate::cellmap::{self, CropPlan};
 use crate::cpu;
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuError, Result};
 use crate::gpu::{AdapterPolicy, GpuEngine};
 use crate::label::{LabelArray, LabelSlice};
 use crate::options::EngineChoice;
@@ -60,10 +60,19 @@ impl Engine {
                     note: Some("auto: a GPU adapter was found".into()),
                     ..Engine::gpu(Arc::new(gpu))
                 }),
-                Err(e) => Ok(Engine {
-                    note: Some(format!("auto: no hardware GPU ({e})")),
-                    ..Engine::cpu()
-                }),
+                Err(e) => {
+                    let why = match e {
+                        GpuError::NoAdapter { message } if message.starts_with("only software") => {
+                            format!("{message}; --engine gpu runs on them")
+                        }
+                        GpuError::NoAdapter { message } => message,
+                        other => other.to_string(),
+                    };
+                    Ok(Engine {
+                        note: Some(format!("auto: no hardware GPU ({why})")),
+                        ..Engine::cpu()
+                    })
+                }
             },
         }
     }

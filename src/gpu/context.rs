@@ -77,7 +77,7 @@ impl GpuContext {
             .iter()
             .map(|a| {
                 let i = a.get_info();
-                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+                format!("{} ({:?})", i.name, i.backend)
             })
             .collect();
         if policy == AdapterPolicy::HardwareOnly {
