@@ -238,22 +238,64 @@ impl MissingAnnotationsMask {
         options: MaskOptions,
         crop_options: &CropOptions,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let groupings = groupings.into();
+        Self::open_source(
+            path.as_ref(),
+            groupings.into(),
+            options,
+            crop_options,
+            || Engine::select(options.engine),
+        )
+    }
+
+    /// As [`MissingAnnotationsMask::open_with`], computing with `engine` (`options.engine` is
+    /// not used): masks opened with clones of one engine share its GPU device.
+    ///
+    /// ```
+    /// use annomask::{synth, CropOptions, Engine, MaskOptions, MissingAnnotationsMask, ZarrFormat};
+    /// let dir = tempfile::tempdir()?;
+    /// let crop = synth::write_demo_crop(dir.path(), 8, ZarrFormat::V3)?;
+    /// let engine = Engine::cpu();
+    /// let mask = MissingAnnotationsMask::open_with_engine(&crop, synth::demo_groupings(),
+    ///     MaskOptions::default(), &CropOptions::default(), engine.clone())?;
+    /// assert_eq!(mask.engine().name(), "cpu"); // options.engine (auto) is not used
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with_engine(
+        path: impl AsRef<Path>,
+        groupings: impl Into<ChannelGroupings>,
+        options: MaskOptions,
+        crop_options: &CropOptions,
+        engine: Engine,
+    ) -> Result<Self> {
+        Self::open_source(
+            path.as_ref(),
+            groupings.into(),
+            options,
+            crop_options,
+            || Ok(engine),
+        )
+    }
+
+    /// Opens the source at `path`; `engine` is called once the source and groupings are valid.
+    fn open_source(
+        path: &Path,
+        groupings: ChannelGroupings,
+        options: MaskOptions,
+        crop_options: &CropOptions,
+        engine: impl FnOnce() -> Result<Engine>,
+    ) -> Result<Self> {
         if CropGroup::is_crop_group(path) {
             let ChannelGroupings::Classes(classes) = groupings else {
                 return Err(wrong_kind(path, &groupings, true));
             };
             let crop = CropGroup::open(path)?;
-            let engine = Engine::select(options.engine)?;
-            return Self::from_crop(crop, classes, options, crop_options, engine);
+            return Self::from_crop(crop, classes, options, crop_options, engine()?);
         }
         let volume = LabelVolume::open(path)?;
         let ChannelGroupings::Ids(ids) = groupings else {
             return Err(wrong_kind(path, &groupings, false));
         };
-        let engine = Engine::select(options.engine)?;
-        Self::from_volume(volume, ids, options, engine)
+        Self::from_volume(volume, ids, options, engine()?)
     }
 
     /// A mask over an opened volume with a chosen engine (shares one GPU context between masks).

@@ -1,0 +1,496 @@
+//! `annomask._annomask`: the compiled half of the Python package `annomask` (PyO3).
+//!
+//! The user-facing API (docstrings, `Roi`, argument normalisation) is the pure-Python package in
+//! `python/annomask/`; this module is the thin layer under it:
+//!
+//! - `Groupings`: channel groupings parsed and validated by `annomask::ChannelGroupings`.
+//! - `open(...)` -> `Mask`: an opened `MissingAnnotationsMask` with its array API; `get` and
+//!   `get_with_targets` return numpy arrays.
+//! - `Feeder`: the training feeder, yielding raw batch tuples.
+//! - `write_demo_crop`, `write_demo_crop_group`, `demo_groupings`, `demo_class_groupings`.
+//!
+//! numpy: arrays computed in Rust are handed to numpy without a copy (`IntoPyArray` moves the
+//! `Vec` behind the `ndarray` into a numpy-owned container), writable, C order.
+//! The GIL: opening, computing and waiting for a feeder batch run inside `Python::detach`, so
+//! other Python threads (a data loader's, a training loop's) keep running meanwhile.
+//! Errors: every `annomask::Error` becomes a Python exception carrying the Rust message
+//! (`ValueError` for bad metadata, groupings, geometry, crops and options; `FileNotFoundError`
+//! and `OSError` for storage; `RuntimeError` for the GPU); see [`py_err`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use annomask::feeder::{Batch, CropWeighting, Feeder as RustFeeder, FeederConfig};
+use annomask::{
+    ChannelGroupings, CropOptions, Engine, EngineChoice, Error, GroupingsError, LabelArray,
+    MaskOptions, MaskPolicy, MissingAnnotationsMask, Roi, SourceBlock, SparsePolicy, StorageError,
+    ZarrFormat, with_labels,
+};
+use numpy::{IntoPyArray, PyArrayDyn};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+/// The Python exception for an annomask error, with its message.
+fn py_err(error: Error) -> PyErr {
+    let message = error.to_string();
+    match error {
+        Error::Storage(StorageError::NotFound { .. }) => PyFileNotFoundError::new_err(message),
+        Error::Storage(
+            StorageError::UnsupportedDtype { .. } | StorageError::Dimensionality { .. },
+        ) => PyValueError::new_err(message),
+        Error::Storage(_) | Error::Groupings(GroupingsError::Read { .. }) => {
+            PyOSError::new_err(message)
+        }
+        Error::Metadata(_)
+        | Error::Groupings(_)
+        | Error::Geometry(_)
+        | Error::Crop(_)
+        | Error::Feeder { .. }
+        | Error::NoStoredData { .. } => PyValueError::new_err(message),
+        // The GPU, a failed verify, and whatever later versions add.
+        _ => PyRuntimeError::new_err(message),
+    }
+}
+
+/// A `ValueError` for a bad option, naming the parameter.
+fn option_err(parameter: &str, message: String) -> PyErr {
+    PyValueError::new_err(format!("{parameter}: {message}"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One engine per choice for the whole process, selected on first use: every mask opened from
+/// Python with `engine="gpu"` shares one GPU device (as the Rust API recommends), and `auto`
+/// probes the adapters once. A failed selection is not remembered.
+fn shared_engine(choice: EngineChoice) -> Result<Engine, Error> {
+    static ENGINES: Mutex<Vec<(EngineChoice, Engine)>> = Mutex::new(Vec::new());
+    let mut engines = lock(&ENGINES);
+    if let Some((_, engine)) = engines.iter().find(|(c, _)| *c == choice) {
+        return Ok(engine.clone());
+    }
+    let engine = Engine::select(choice)?;
+    engines.push((choice, engine.clone()));
+    Ok(engine)
+}
+
+/// Channel groupings, parsed and validated: by label id (label arrays) or by class name
+/// (CellMap crop groups).
+#[pyclass(frozen, module = "annomask._annomask")]
+struct Groupings {
+    inner: ChannelGroupings,
+}
+
+#[pymethods]
+impl Groupings {
+    /// Groupings from JSON text (`[["mito", [3, 4, 5]], ...]`); `source` names it in errors.
+    #[staticmethod]
+    fn from_json(text: &str, source: &str) -> PyResult<Self> {
+        ChannelGroupings::from_json_str(text, source)
+            .map(|inner| Self { inner })
+            .map_err(|e| py_err(e.into()))
+    }
+
+    /// Groupings from a JSON or TOML (`.toml`) file.
+    #[staticmethod]
+    fn from_file(path: PathBuf) -> PyResult<Self> {
+        ChannelGroupings::from_file(path)
+            .map(|inner| Self { inner })
+            .map_err(|e| py_err(e.into()))
+    }
+
+    /// Channel names, in order.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.inner.names().into_iter().map(String::from).collect()
+    }
+
+    /// `label ids` or `class names`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+/// The options shared by `open` and the feeder, parsed.
+fn mask_options(
+    policy: &str,
+    sparse: &str,
+    background: u64,
+    engine: &str,
+    allow_missing_metadata: bool,
+    verify: bool,
+) -> PyResult<MaskOptions> {
+    Ok(MaskOptions::default()
+        .policy(
+            policy
+                .parse::<MaskPolicy>()
+                .map_err(|e| option_err("policy", e))?,
+        )
+        .sparse(
+            sparse
+                .parse::<SparsePolicy>()
+                .map_err(|e| option_err("sparse", e))?,
+        )
+        .background(background)
+        .engine(
+            engine
+                .parse::<EngineChoice>()
+                .map_err(|e| option_err("engine", e))?,
+        )
+        .allow_missing_metadata(allow_missing_metadata)
+        .verify(verify))
+}
+
+/// An opened missing-annotations mask (label array or CellMap crop group).
+#[pyclass(frozen, module = "annomask._annomask")]
+struct Mask {
+    inner: Arc<MissingAnnotationsMask>,
+}
+
+#[pymethods]
+impl Mask {
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    #[getter]
+    fn axes(&self) -> Vec<String> {
+        self.inner.axes()
+    }
+
+    #[getter]
+    fn dims(&self) -> usize {
+        self.inner.dims()
+    }
+
+    #[getter]
+    fn voxel_size(&self) -> Vec<f64> {
+        self.inner.voxel_size().as_slice().to_vec()
+    }
+
+    /// `(offset, shape)` in world units.
+    #[getter]
+    fn roi(&self) -> (Vec<f64>, Vec<f64>) {
+        let roi = self.inner.roi();
+        (
+            roi.offset().as_slice().to_vec(),
+            roi.shape().as_slice().to_vec(),
+        )
+    }
+
+    /// Spatial shape in voxels.
+    #[getter]
+    fn shape(&self) -> Vec<u64> {
+        self.inner.shape().to_vec()
+    }
+
+    #[getter]
+    fn num_channels(&self) -> usize {
+        self.inner.num_channels()
+    }
+
+    #[getter]
+    fn channels(&self) -> Vec<String> {
+        self.inner
+            .channels()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    /// The source's attributes as JSON text.
+    #[getter]
+    fn attrs_json(&self) -> String {
+        serde_json::Value::Object(self.inner.attrs().clone()).to_string()
+    }
+
+    /// The plan, as `inspect` prints it.
+    #[getter]
+    fn plan(&self) -> String {
+        self.inner.plan().to_string()
+    }
+
+    /// Which engine computes, on what device, and why.
+    #[getter]
+    fn engine(&self) -> String {
+        self.inner.engine().describe()
+    }
+
+    /// The stored data: always an error (the mask is computed on request).
+    fn data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        self.inner
+            .data()
+            .map(|a| a.into_pyarray(py))
+            .map_err(py_err)
+    }
+
+    /// The mask inside the ROI `(offset, shape)`: `uint8`, shape `(channels, *voxels)`.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        offset: Vec<f64>,
+        shape: Vec<f64>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        let roi = Roi::new(offset, shape);
+        let mask = py.detach(|| self.inner.get(&roi)).map_err(py_err)?;
+        Ok(mask.into_pyarray(py))
+    }
+
+    /// `(mask, targets)` inside the ROI, computed in one pass.
+    #[allow(clippy::type_complexity)]
+    fn get_with_targets<'py>(
+        &self,
+        py: Python<'py>,
+        offset: Vec<f64>,
+        shape: Vec<f64>,
+    ) -> PyResult<(Bound<'py, PyArrayDyn<u8>>, Bound<'py, PyArrayDyn<u8>>)> {
+        let roi = Roi::new(offset, shape);
+        let (mask, targets) = py
+            .detach(|| self.inner.get_with_targets(&roi))
+            .map_err(py_err)?;
+        Ok((mask.into_pyarray(py), targets.into_pyarray(py)))
+    }
+}
+
+/// Opens a label array or CellMap crop group with the process-wide engine of its choice.
+#[pyfunction]
+#[pyo3(signature = (path, groupings, *, policy, sparse, background, engine, allow_missing_metadata, scale, verify))]
+#[allow(clippy::too_many_arguments)]
+fn open(
+    py: Python<'_>,
+    path: PathBuf,
+    groupings: &Groupings,
+    policy: &str,
+    sparse: &str,
+    background: u64,
+    engine: &str,
+    allow_missing_metadata: bool,
+    scale: &str,
+    verify: bool,
+) -> PyResult<Mask> {
+    let options = mask_options(
+        policy,
+        sparse,
+        background,
+        engine,
+        allow_missing_metadata,
+        verify,
+    )?;
+    let crop_options = CropOptions::default().scale(scale);
+    let groupings = groupings.inner.clone();
+    py.detach(|| {
+        let engine = shared_engine(options.engine)?;
+        MissingAnnotationsMask::open_with_engine(&path, groupings, options, &crop_options, engine)
+    })
+    .map(|mask| Mask {
+        inner: Arc::new(mask),
+    })
+    .map_err(py_err)
+}
+
+/// The training feeder over opened masks; yields raw batch tuples
+/// `(index, targets, mask, samples, labels)`, `samples` a list of `(crop, offset, shape)`.
+#[pyclass(frozen, module = "annomask._annomask")]
+struct Feeder {
+    /// `None` once closed.
+    inner: Mutex<Option<RustFeeder>>,
+    crops: Vec<Arc<MissingAnnotationsMask>>,
+}
+
+#[pymethods]
+impl Feeder {
+    #[new]
+    #[pyo3(signature = (crops, roi_shape, *, seed, batch_size, prefetch, weighting, with_labels, batches))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        crops: Vec<PyRef<'_, Mask>>,
+        roi_shape: Vec<u64>,
+        seed: u64,
+        batch_size: usize,
+        prefetch: usize,
+        weighting: &str,
+        with_labels: bool,
+        batches: Option<usize>,
+    ) -> PyResult<Self> {
+        let weighting = match weighting {
+            "uniform" => CropWeighting::Uniform,
+            "size" => CropWeighting::BySize,
+            other => {
+                return Err(option_err(
+                    "weighting",
+                    format!("unknown weighting {other:?} (expected uniform or size)"),
+                ));
+            }
+        };
+        if batch_size == 0 || prefetch == 0 {
+            return Err(option_err(
+                if batch_size == 0 {
+                    "batch_size"
+                } else {
+                    "prefetch"
+                },
+                "must be at least 1".into(),
+            ));
+        }
+        let mut config = FeederConfig::new(roi_shape)
+            .seed(seed)
+            .batch_size(batch_size)
+            .prefetch(prefetch)
+            .weighting(weighting)
+            .with_labels(with_labels);
+        config.batches = batches;
+        let crops: Vec<_> = crops.iter().map(|c| c.inner.clone()).collect();
+        let feeder = py
+            .detach(|| RustFeeder::new(crops.clone(), config))
+            .map_err(py_err)?;
+        Ok(Self {
+            inner: Mutex::new(Some(feeder)),
+            crops,
+        })
+    }
+
+    /// The next batch, or `None` at the end (or once closed). Waits with the GIL released.
+    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let batch = py.detach(|| lock(&self.inner).as_mut().and_then(Iterator::next));
+        match batch {
+            None => Ok(None),
+            Some(batch) => self.batch_tuple(py, batch.map_err(py_err)?).map(Some),
+        }
+    }
+
+    /// Stops the prefetch thread (waiting for the batch it is computing, GIL released).
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| drop(lock(&self.inner).take()));
+    }
+}
+
+impl Feeder {
+    fn batch_tuple<'py>(&self, py: Python<'py>, batch: Batch) -> PyResult<Bound<'py, PyTuple>> {
+        let samples = PyList::empty(py);
+        for s in &batch.samples {
+            let (offset, shape) = (s.roi.offset().as_slice(), s.roi.shape().as_slice());
+            samples.append((s.crop, offset.to_vec(), shape.to_vec()))?;
+        }
+        let labels = match batch.labels {
+            None => None,
+            Some(blocks) => {
+                let list = PyList::empty(py);
+                for (block, sample) in blocks.into_iter().zip(&batch.samples) {
+                    list.append(self.block_object(py, block, sample.crop)?)?;
+                }
+                Some(list)
+            }
+        };
+        (
+            batch.index,
+            batch.targets.into_pyarray(py),
+            batch.mask.into_pyarray(py),
+            samples,
+            labels,
+        )
+            .into_pyobject(py)
+    }
+
+    /// A label block as a numpy array of its dtype; a crop group's as a dict class -> array.
+    fn block_object<'py>(
+        &self,
+        py: Python<'py>,
+        block: SourceBlock,
+        crop: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match block {
+            SourceBlock::Labels(labels) => Ok(label_array(py, labels)),
+            SourceBlock::Classes(block) => {
+                let dict = PyDict::new(py);
+                let plan = self.crops[crop]
+                    .crop_plan()
+                    .expect("a class block comes from a crop group");
+                for (class, values) in plan.classes().iter().zip(block.classes) {
+                    dict.set_item(&class.name, label_array(py, values))?;
+                }
+                Ok(dict.into_any())
+            }
+            _ => Err(PyRuntimeError::new_err(
+                "annomask: a source block of an unknown kind",
+            )),
+        }
+    }
+}
+
+/// A label array as a numpy array of its own dtype (no copy).
+fn label_array(py: Python<'_>, labels: LabelArray) -> Bound<'_, PyAny> {
+    with_labels!(labels, LabelArray, a => a.into_pyarray(py).into_any())
+}
+
+fn zarr_format(format: u8) -> PyResult<ZarrFormat> {
+    match format {
+        2 => Ok(ZarrFormat::V2),
+        3 => Ok(ZarrFormat::V3),
+        _ => Err(option_err(
+            "zarr_format",
+            format!("must be 2 or 3, not {format}"),
+        )),
+    }
+}
+
+/// Writes the demo label array (`dir/demo_crop.zarr/labels`) and returns its path.
+#[pyfunction]
+fn write_demo_crop(py: Python<'_>, dir: PathBuf, size: usize, zarr_format: u8) -> PyResult<String> {
+    let format = self::zarr_format(zarr_format)?;
+    py.detach(|| annomask::synth::write_demo_crop(&dir, size, format))
+        .map(|p| p.display().to_string())
+        .map_err(py_err)
+}
+
+/// Writes the demo CellMap crop group (`dir/crop1`) and returns its path.
+#[pyfunction]
+fn write_demo_crop_group(
+    py: Python<'_>,
+    dir: PathBuf,
+    size: usize,
+    zarr_format: u8,
+) -> PyResult<String> {
+    let format = self::zarr_format(zarr_format)?;
+    py.detach(|| annomask::cellmap::synth::write_demo_crop(&dir, size, format))
+        .map(|p| p.display().to_string())
+        .map_err(py_err)
+}
+
+/// The demo label array's groupings: `[(name, [ids]), ...]`.
+#[pyfunction]
+fn demo_groupings() -> Vec<(String, Vec<u64>)> {
+    annomask::synth::demo_groupings()
+        .channels()
+        .iter()
+        .map(|c| (c.name.clone(), c.ids.clone()))
+        .collect()
+}
+
+/// The demo crop group's groupings: `[(name, [class names]), ...]`.
+#[pyfunction]
+fn demo_class_groupings() -> Vec<(String, Vec<String>)> {
+    annomask::cellmap::synth::demo_groupings()
+        .channels()
+        .iter()
+        .map(|c| (c.name.clone(), c.classes.clone()))
+        .collect()
+}
+
+#[pymodule]
+fn _annomask(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Groupings>()?;
+    m.add_class::<Mask>()?;
+    m.add_class::<Feeder>()?;
+    m.add_function(wrap_pyfunction!(open, m)?)?;
+    m.add_function(wrap_pyfunction!(write_demo_crop, m)?)?;
+    m.add_function(wrap_pyfunction!(write_demo_crop_group, m)?)?;
+    m.add_function(wrap_pyfunction!(demo_groupings, m)?)?;
+    m.add_function(wrap_pyfunction!(demo_class_groupings, m)?)?;
+    Ok(())
+}
