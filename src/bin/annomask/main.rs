@@ -44,6 +44,28 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// What a subcommand fails with: a library error, or an option that does not fit the input.
+#[derive(Debug)]
+pub enum CliError {
+    Lib(annomask::Error),
+    Usage(String),
+}
+
+impl<E: Into<annomask::Error>> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::Lib(e.into())
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Lib(e) => e.fmt(f),
+            CliError::Usage(message) => f.write_str(message),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
