@@ -1,4 +1,4 @@
-//! The `annomask` command line: `compute`, `inspect`, `demo`.
+//! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`.
 
 /// `println!` that ignores a closed stdout (`annomask inspect ... | head` must not panic).
 macro_rules! say {
@@ -17,6 +17,7 @@ macro_rules! say_raw {
 }
 
 mod args;
+mod bench;
 mod compute;
 mod demo;
 mod inspect;
@@ -42,6 +43,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Synthesise a crop with annotation metadata, mask it, and summarise each channel.
     Demo(demo::DemoArgs),
+    /// Time the engines against a memcpy and numpy, or (--pipeline) whole compute runs against
+    /// plain zarrs I/O and a Python pipeline.
+    Bench(bench::BenchArgs),
 }
 
 /// What a subcommand fails with: a library error, or an option that does not fit the input.
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Compute(args) => compute::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
