@@ -37,9 +37,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Compute the masks of label arrays into zarr arrays, block by block (resumable, shardable).
+    /// Compute the masks of label arrays or CellMap crop groups into zarr arrays, block by block
+    /// (resumable, shardable).
     Compute(compute::ComputeArgs),
-    /// Show a label array's layout, geometry, annotation metadata, plan and warnings.
+    /// Show a label array's layout, geometry, annotation metadata, plan and warnings, or a CellMap
+    /// crop group's classes, plan and warnings.
     Inspect(inspect::InspectArgs),
     /// Synthesise a crop with annotation metadata, mask it, and summarise each channel.
     Demo(demo::DemoArgs),
