@@ -2,10 +2,14 @@
 //! a `memcpy` of the same bytes (labels read once + mask written once, all cores) and, where
 //! Python with numpy is available, the numpy reference (`reference_mask.py bench`: DaCapo's
 //! released code and the best vectorised numpy). Used by `annomask bench` and documented in
-//! BENCHMARKS.md.
+//! the README (`annomask bench`).
 //!
 //! The inputs follow `reference_mask.py bench`: labels uniform in `0..40`, channel `c` groups
 //! ids `3c+1, 3c+2, 3c+3`, ids 4 and 11 are missing.
+//!
+//! [`pipeline`] times whole `compute` jobs on a zarr crop instead (`annomask bench --pipeline`).
+
+pub mod pipeline;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -62,15 +66,26 @@ impl Default for BenchConfig {
 /// `shared/reference/setup.sh` makes (`/tmp/annomask-ref`), and `ANNOMASK_REFERENCE_SCRIPT` or
 /// `../shared/reference/reference_mask.py` beside the crate.
 pub fn find_reference() -> Option<(PathBuf, PathBuf)> {
-    let python = std::env::var_os("ANNOMASK_REFERENCE_PYTHON")
+    let python = default_reference_python()?;
+    let script = default_reference_script();
+    script.exists().then_some((python, script))
+}
+
+/// `ANNOMASK_REFERENCE_PYTHON`, else `/tmp/annomask-ref/bin/python` if it exists.
+pub fn default_reference_python() -> Option<PathBuf> {
+    std::env::var_os("ANNOMASK_REFERENCE_PYTHON")
         .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("/tmp/annomask-ref/bin/python")).filter(|p| p.exists()))?;
-    let script = std::env::var_os("ANNOMASK_REFERENCE_SCRIPT")
+        .or_else(|| Some(PathBuf::from("/tmp/annomask-ref/bin/python")).filter(|p| p.exists()))
+}
+
+/// `ANNOMASK_REFERENCE_SCRIPT`, else `../shared/reference/reference_mask.py` beside the crate
+/// (which may not exist).
+pub fn default_reference_script() -> PathBuf {
+    std::env::var_os("ANNOMASK_REFERENCE_SCRIPT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/reference_mask.py")
-        });
-    script.exists().then_some((python, script))
+        })
 }
 
 /// One timed thing.
@@ -343,18 +358,39 @@ pub fn run_reference(
         if !wanted.contains(&name) {
             continue;
         }
-        let ms = rest
-            .split("best ")
-            .nth(1)
-            .and_then(|r| r.split(" ms").next())
-            .and_then(|v| v.trim().parse::<f64>().ok())
+        let seconds = reference_seconds(rest, (config.size as f64).powi(3))
             .ok_or_else(|| format!("cannot read the time in {line:?}"))?;
-        found.push((format!("numpy {name}"), ms / 1e3));
+        found.push((format!("numpy {name}"), seconds));
     }
     if found.len() != wanted.len() {
         return Err(format!("unexpected output of {}: {text}", script.display()));
     }
     Ok(found)
+}
+
+/// The time of one line of `reference_mask.py bench` (`...: best 12.3 ms, 1.364 Gvox/s`) over
+/// `voxels`: from whichever of the two printed numbers has more significant digits (a fast run
+/// prints `best 0.0 ms`, a slow one `0.001 Gvox/s`); `None` if neither reads as a positive number.
+fn reference_seconds(rest: &str, voxels: f64) -> Option<f64> {
+    let after = rest.split("best ").nth(1)?;
+    let ms = after.split(" ms").next()?.trim();
+    let gvox = after.split(", ").nth(1)?.split(" Gvox/s").next()?.trim();
+    let digits = |s: &str| {
+        s.chars()
+            .filter(char::is_ascii_digit)
+            .skip_while(|&c| c == '0')
+            .count()
+    };
+    let from_ms = ms.parse::<f64>().ok().filter(|&v| v > 0.0).map(|v| v / 1e3);
+    let from_gvox = gvox
+        .parse::<f64>()
+        .ok()
+        .filter(|&v| v > 0.0)
+        .map(|v| voxels / (v * 1e9));
+    match (from_ms, from_gvox) {
+        (Some(a), Some(b)) => Some(if digits(ms) >= digits(gvox) { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl BenchReport {
@@ -402,7 +438,7 @@ impl fmt::Display for BenchReport {
                 best_numpy.map_or_else(|| "-".to_string(), |b| format!("{:.1}x", b / r.seconds));
             writeln!(
                 f,
-                "{:<40} {:>10.2} {:>9.3} {:>9.2} {:>8.0}% {:>10}",
+                "{:<40} {:>10.3} {:>9.3} {:>9.2} {:>8.0}% {:>10}",
                 r.name,
                 r.seconds * 1e3,
                 r.voxels_per_second() / 1e9,
@@ -415,5 +451,22 @@ impl fmt::Display for BenchReport {
             writeln!(f, "note: {note}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_times_from_the_more_precise_number() {
+        let v = 256f64.powi(3);
+        let t = reference_seconds("256^3 uint64 x 8 ch: best 850.3 ms, 0.020 Gvox/s", v);
+        assert_eq!(t, Some(0.8503));
+        // 0.0 ms: the Gvox/s figure tells the time.
+        let t = reference_seconds("16^3 uint64 x 8 ch: best 0.0 ms, 0.082 Gvox/s", 4096.0);
+        assert!((t.unwrap() - 4096.0 / 0.082e9).abs() < 1e-12);
+        assert_eq!(reference_seconds("x: best 0.0 ms, 0.000 Gvox/s", 1.0), None);
+        assert_eq!(reference_seconds("x: no time here", 1.0), None);
     }
 }

@@ -342,6 +342,41 @@ impl ChannelGroupings {
             Self::Classes(_) => "class names",
         }
     }
+
+    /// The groupings by id that the label array at `path` needs, or
+    /// [`GroupingsError::WrongKind`].
+    pub fn into_ids(self, path: &Path) -> Result<Groupings, GroupingsError> {
+        match self {
+            Self::Ids(g) => Ok(g),
+            other => Err(other.wrong_kind(path, false)),
+        }
+    }
+
+    /// The groupings by class name that the CellMap crop group at `path` needs, or
+    /// [`GroupingsError::WrongKind`].
+    pub fn into_classes(self, path: &Path) -> Result<ClassGroupings, GroupingsError> {
+        match self {
+            Self::Classes(g) => Ok(g),
+            other => Err(other.wrong_kind(path, true)),
+        }
+    }
+
+    fn wrong_kind(&self, path: &Path, crop: bool) -> GroupingsError {
+        let (source_kind, expected) = if crop {
+            (
+                "a CellMap crop group",
+                "class name ([[\"mito\", [\"mito_mem\", \"mito_lum\"]]])",
+            )
+        } else {
+            ("a label array", "label id ([[\"mito\", [3, 4, 5]]])")
+        };
+        GroupingsError::WrongKind {
+            path: path.display().to_string(),
+            source_kind: source_kind.into(),
+            expected: expected.into(),
+            found: self.kind().into(),
+        }
+    }
 }
 
 impl From<Groupings> for ChannelGroupings {

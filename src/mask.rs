@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::cellmap::{CropGroup, CropOptions, CropPlan};
 use crate::engine::Engine;
-use crate::error::{Error, GroupingsError, Result};
+use crate::error::{Error, Result};
 use crate::geometry::{Coordinate, Roi, VoxelRegion};
 use crate::groupings::{ChannelGroupings, ClassGroupings, Groupings};
 use crate::label::{LabelArray, LabelSlice};
@@ -187,30 +187,12 @@ fn mask_name(path: &Path, fallback: &str) -> String {
     format!("{source}_missing_annotations_mask")
 }
 
-fn wrong_kind(path: &Path, groupings: &ChannelGroupings, crop: bool) -> Error {
-    let (source_kind, expected) = if crop {
-        (
-            "a CellMap crop group",
-            "class name ([[\"mito\", [\"mito_mem\", \"mito_lum\"]]])",
-        )
-    } else {
-        ("a label array", "label id ([[\"mito\", [3, 4, 5]]])")
-    };
-    GroupingsError::WrongKind {
-        path: path.display().to_string(),
-        source_kind: source_kind.into(),
-        expected: expected.into(),
-        found: groupings.kind().into(),
-    }
-    .into()
-}
-
 impl MissingAnnotationsMask {
     /// Opens the label array or crop group at `path` and builds the plan; a crop group is read
     /// at scale `s0` (see [`MissingAnnotationsMask::open_with`]). `groupings` must fit the
     /// source: [`Groupings`] of ids for a label array, [`ClassGroupings`] of class names for a
-    /// crop group (else [`GroupingsError::WrongKind`]); [`ChannelGroupings`] read from a file
-    /// holds either.
+    /// crop group (else [`GroupingsError::WrongKind`](crate::GroupingsError::WrongKind));
+    /// [`ChannelGroupings`] read from a file holds either.
     pub fn open(
         path: impl AsRef<Path>,
         groupings: impl Into<ChannelGroupings>,
@@ -276,7 +258,8 @@ impl MissingAnnotationsMask {
         )
     }
 
-    /// Opens the source at `path`; `engine` is called once the source and groupings are valid.
+    /// Opens a label array or crop group; `engine` is called once the source is known to fit
+    /// the groupings (looking for a GPU comes after the cheap checks).
     fn open_source(
         path: &Path,
         groupings: ChannelGroupings,
@@ -285,17 +268,19 @@ impl MissingAnnotationsMask {
         engine: impl FnOnce() -> Result<Engine>,
     ) -> Result<Self> {
         if CropGroup::is_crop_group(path) {
-            let ChannelGroupings::Classes(classes) = groupings else {
-                return Err(wrong_kind(path, &groupings, true));
-            };
+            let classes = groupings.into_classes(path)?;
             let crop = CropGroup::open(path)?;
             return Self::from_crop(crop, classes, options, crop_options, engine()?);
         }
         let volume = LabelVolume::open(path)?;
-        let ChannelGroupings::Ids(ids) = groupings else {
-            return Err(wrong_kind(path, &groupings, false));
-        };
+        let ids = groupings.into_ids(path)?;
         Self::from_volume(volume, ids, options, engine()?)
+    }
+
+    /// The same mask, computed by `engine` instead.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// A mask over an opened volume with a chosen engine (shares one GPU context between masks).

@@ -6,13 +6,16 @@
 //!   `(channels, *label chunk shape)` (clipped to the array), or as set by
 //!   [`OutputOptions::chunks`]. Fill value 0, `/` chunk key separator.
 //! - Attributes: `channels` (names), `missing_ids` (per channel, the ids that are missing),
-//!   `policy`, `sparse_policy`, `background`, `input` (the label array, absolute),
+//!   `policy`, `sparse_policy`, `background`, `input` (the label array, absolute); for a CellMap
+//!   crop group instead `classes` and `lacking_classes` (per channel), `policy`
+//!   `cellmap-known`, `scale`, and `input` (the crop group, absolute); then
 //!   funlib/DaCapo geometry (`voxel_size`, `offset`, `units` per spatial axis, `axis_names` with
 //!   the channel axis as `c^`, funlib's mark of a non-spatial axis); v3 also gets
 //!   `dimension_names` `["c", ...]`.
 //! - If the input is a level of an OME-NGFF multiscale image, the output mirrors it: `OUT` is a
 //!   group with OME-NGFF `multiscales` (0.4 in v2, 0.5 in v3; a `channel` axis `c` first) and
-//!   the array is `OUT/<the input's dataset path>`, e.g. `OUT/s0`.
+//!   the array is `OUT/<the input's dataset path>`, e.g. `OUT/s0`. A crop group's class arrays
+//!   are such levels, so its mask is `OUT/<scale>`, geometry from the first class array read.
 //!
 //! Every file is written through [`AtomicFilesystemStore`] (temporary file + rename), and every
 //! chunk is stored, all-zero ones included, so "the chunk file exists" means "the chunk is
@@ -555,7 +558,8 @@ fn array_attributes(
 ) -> Map<String, Value> {
     let plan = mask.plan();
     let geometry = mask.volume().geometry();
-    let input = mask.volume().path();
+    // The source: the label array, or the crop group (not the class array its geometry is from).
+    let input = mask.crop().map_or(mask.volume().path(), |c| c.path());
     let input = input
         .canonicalize()
         .unwrap_or_else(|_| input.to_path_buf())
@@ -584,7 +588,14 @@ fn array_attributes(
                 .map(|c| (c.name.clone(), json!(c.lacking)))
                 .collect();
             attrs.insert("lacking_classes".into(), Value::Object(lacking));
+            let classes: Map<String, Value> = plan
+                .channels()
+                .iter()
+                .map(|c| (c.name.clone(), json!(c.classes)))
+                .collect();
+            attrs.insert("classes".into(), Value::Object(classes));
             attrs.insert("policy".into(), json!("cellmap-known"));
+            attrs.insert("scale".into(), json!(mask.scale()));
         }
     }
     let mut axis_names = vec!["c^".to_string()];

@@ -1,21 +1,29 @@
-//! Options shared by subcommands.
+//! Options shared by subcommands, and which of them fit which kind of source.
 
+use std::path::Path;
+
+use annomask::cellmap::CropOptions;
 use annomask::{MaskOptions, MaskPolicy, SparsePolicy};
 use clap::Args;
 
-/// How ids are judged and masked (SPEC 1.2, 1.5, 2).
+use crate::CliError;
+
+/// How ids are judged and masked (SPEC 1.2, 1.5, 2). Label arrays only: a CellMap crop group
+/// has no background and no annotation states (SPEC 1.4), so giving one of these for a crop
+/// group is an error (hence `Option`s: a default and a given value must be told apart).
 #[derive(Args, Debug, Clone)]
 pub struct MaskArgs {
     /// whole-channel: a channel with a missing id is 0 everywhere; per-voxel: only voxels
-    /// holding a missing id are 0.
-    #[arg(long, default_value = "whole-channel")]
-    pub policy: MaskPolicy,
-    /// Whether sparsely annotated classes count as missing or as annotated.
-    #[arg(long, default_value = "missing")]
-    pub sparse: SparsePolicy,
-    /// The label value that means "unlabelled"; never trained.
-    #[arg(long, default_value_t = 0)]
-    pub background: u64,
+    /// holding a missing id are 0. [default: whole-channel] (label arrays only)
+    #[arg(long)]
+    pub policy: Option<MaskPolicy>,
+    /// Whether sparsely annotated classes count as missing or as annotated. [default: missing]
+    /// (label arrays only)
+    #[arg(long)]
+    pub sparse: Option<SparsePolicy>,
+    /// The label value that means "unlabelled"; never trained. [default: 0] (label arrays only)
+    #[arg(long)]
+    pub background: Option<u64>,
     /// Treat a label array without a `labels` attribute as "nothing is missing".
     #[arg(long)]
     pub allow_missing_metadata: bool,
@@ -23,10 +31,64 @@ pub struct MaskArgs {
 
 impl MaskArgs {
     pub fn options(&self) -> MaskOptions {
-        MaskOptions::default()
-            .policy(self.policy)
-            .sparse(self.sparse)
-            .background(self.background)
+        let defaults = MaskOptions::default();
+        defaults
+            .policy(self.policy.unwrap_or(defaults.policy))
+            .sparse(self.sparse.unwrap_or(defaults.sparse))
+            .background(self.background.unwrap_or(defaults.background))
             .allow_missing_metadata(self.allow_missing_metadata)
     }
+
+    /// The options given on the command line, by flag.
+    fn given(&self) -> Vec<&'static str> {
+        [
+            (self.policy.is_some(), "--policy"),
+            (self.sparse.is_some(), "--sparse"),
+            (self.background.is_some(), "--background"),
+            (self.allow_missing_metadata, "--allow-missing-metadata"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect()
+    }
+}
+
+/// How a CellMap crop group is read (SPEC 1.4).
+#[derive(Args, Debug, Clone)]
+pub struct CropArgs {
+    /// The multiscale level of every class array of a CellMap crop group, e.g. s1.
+    /// [default: s0] (crop groups only: for a label array, give the array of that level)
+    #[arg(long, value_name = "LEVEL")]
+    pub scale: Option<String>,
+}
+
+impl CropArgs {
+    pub fn options(&self) -> CropOptions {
+        match &self.scale {
+            Some(s) => CropOptions::default().scale(s.clone()),
+            None => CropOptions::default(),
+        }
+    }
+}
+
+/// Fails if an option was given that does not apply to the source at `path`: a label-array
+/// option for a crop group, or `--scale` for a label array. Returns whether it is a crop group.
+pub fn check_source(path: &Path, mask: &MaskArgs, crop: &CropArgs) -> Result<bool, CliError> {
+    let is_crop = annomask::CropGroup::is_crop_group(path);
+    if is_crop {
+        if let Some(flag) = mask.given().first() {
+            return Err(CliError::Usage(format!(
+                "{}: {flag} applies to label arrays only; this is a CellMap crop group, masked \
+                 where its classes are known (no background, no annotation states)",
+                path.display()
+            )));
+        }
+    } else if let Some(scale) = &crop.scale {
+        return Err(CliError::Usage(format!(
+            "{}: --scale {scale} applies to CellMap crop groups only; this is not one (for a \
+             level of a multiscale label image, give that level's array itself, e.g. .../{scale})",
+            path.display()
+        )));
+    }
+    Ok(is_crop)
 }

@@ -1,26 +1,29 @@
-//! `annomask compute`: masks one or many label arrays into zarr arrays, block by block.
+//! `annomask compute`: masks one or many label arrays or CellMap crop groups into zarr arrays,
+//! block by block.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use annomask::batch::{self, OutputTemplate};
 use annomask::blocks::Shard;
 use annomask::output::{MaskOutput, OutputOptions};
 use annomask::pipeline::{self, RunOptions, Summary};
 use annomask::zarr_array::Compression;
-use annomask::{
-    Engine, EngineChoice, Error, Groupings, LabelVolume, MissingAnnotationsMask, Roi, ZarrFormat,
-};
+use annomask::{ChannelGroupings, Engine, EngineChoice, MissingAnnotationsMask, Roi, ZarrFormat};
 use clap::Args;
 
-use crate::args::MaskArgs;
+use crate::CliError;
+use crate::args::{CropArgs, MaskArgs, check_source};
 use crate::progress::{Reporter, duration, voxel_rate};
 
 #[derive(Args, Debug)]
 pub struct ComputeArgs {
-    /// Label arrays (zarr v2 or v3 directories), or quoted glob patterns matching them.
+    /// Label arrays or CellMap crop groups (zarr v2 or v3 directories), or quoted glob
+    /// patterns matching them.
     #[arg(required = true, value_name = "LABELS")]
     labels: Vec<String>,
-    /// Channel groupings: JSON `[["mito", [3, 4, 5]], ...]` or TOML `groupings = [...]`.
+    /// Channel groupings: JSON `[["mito", [3, 4, 5]], ...]` (label ids) or
+    /// `[["mito", ["mito_mem", "mito_lum"]], ...]` (class names, for crop groups), or TOML
+    /// `groupings = [...]`.
     #[arg(long, value_name = "FILE")]
     groupings: PathBuf,
     /// Output array. With several inputs, a template: {name} (crop), {stem}, {path}, {index}.
@@ -28,6 +31,8 @@ pub struct ComputeArgs {
     out: String,
     #[command(flatten)]
     mask: MaskArgs,
+    #[command(flatten)]
+    crop: CropArgs,
     /// auto (a hardware GPU if found, else the CPU), cpu or gpu.
     #[arg(long, default_value = "auto")]
     engine: EngineChoice,
@@ -70,17 +75,18 @@ pub struct ComputeArgs {
     quiet: bool,
 }
 
-pub fn run(args: ComputeArgs) -> Result<(), Error> {
+pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     if let Some(n) = args.threads {
         // Fails only if a pool exists already, which it does not this early.
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(n as usize)
             .build_global();
     }
-    let groupings = Groupings::from_file(&args.groupings)?;
+    let groupings = ChannelGroupings::from_file(&args.groupings)?;
     let inputs = batch::expand_inputs(&args.labels)?;
     let outs = OutputTemplate::new(&args.out).render_all(&inputs)?;
     let options = args.mask.options().engine(args.engine).verify(args.verify);
+    let crop_options = args.crop.options();
     let output_options = OutputOptions {
         format: args.zarr_format.map(|f| {
             if f == 2 {
@@ -93,34 +99,35 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
         compression: args.compression,
     };
 
-    // Check every input and output before writing anything (and before looking for a GPU).
-    let mut volumes = Vec::with_capacity(inputs.len());
-    for input in &inputs {
-        let volume = LabelVolume::open(input)?;
-        let region = match &args.roi {
-            Some(roi) => Some(volume.geometry().voxel_region(volume.name(), roi)?),
-            None => None,
-        };
-        annomask::LabelMetadata::from_attributes(
-            volume.name(),
-            volume.attributes(),
-            options.allow_missing_metadata,
-        )?;
-        volumes.push((volume, region));
-    }
-    let engine = Engine::select(options.engine)?;
-    let mut jobs = Vec::with_capacity(inputs.len());
-    for ((volume, region), out) in volumes.into_iter().zip(&outs) {
-        let mask = MissingAnnotationsMask::from_volume(
-            volume,
+    // Check every input and output before writing anything and before looking for a GPU: the
+    // masks are opened with the CPU engine, and given the chosen one afterwards.
+    let mut checked = Vec::with_capacity(inputs.len());
+    for (input, out) in inputs.iter().zip(&outs) {
+        check_source(input, &args.mask, &args.crop)?;
+        let mask = MissingAnnotationsMask::open_with_engine(
+            input,
             groupings.clone(),
             options,
-            engine.clone(),
+            &crop_options,
+            Engine::cpu(),
         )?;
+        let region = match &args.roi {
+            Some(roi) => Some(
+                mask.volume()
+                    .geometry()
+                    .voxel_region(&input.display().to_string(), roi)?,
+            ),
+            None => None,
+        };
         let output = MaskOutput::new(out, &mask, region.as_ref(), &output_options)?;
         output.check()?;
-        jobs.push((mask, output));
+        checked.push((input, mask, output));
     }
+    let engine = Engine::select(options.engine)?;
+    let jobs: Vec<_> = checked
+        .into_iter()
+        .map(|(input, mask, output)| (input, mask.with_engine(engine.clone()), output))
+        .collect();
 
     if !args.quiet {
         say!("engine: {}", engine.describe());
@@ -132,11 +139,11 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
         writers: args.writers as usize,
     };
     let count = jobs.len();
-    for (i, (mask, output)) in jobs.iter().enumerate() {
+    for (i, (input, mask, output)) in jobs.iter().enumerate() {
         let label = if count > 1 {
-            format!("[{}/{count}] {}", i + 1, mask.volume().name())
+            format!("[{}/{count}] {}", i + 1, source_name(input, mask))
         } else {
-            mask.volume().name().to_string()
+            source_name(input, mask)
         };
         if !args.quiet {
             let shard = if run_options.shard.is_whole() {
@@ -154,6 +161,14 @@ pub fn run(args: ComputeArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// How a source is named in the log: its path, and for a crop group the scale read.
+pub fn source_name(input: &Path, mask: &MissingAnnotationsMask) -> String {
+    match mask.scale() {
+        Some(scale) => format!("{} (CellMap crop group, scale {scale})", input.display()),
+        None => input.display().to_string(),
+    }
+}
+
 /// Runs the pipeline for one crop with a progress reporter.
 pub fn compute_one(
     mask: &MissingAnnotationsMask,
@@ -161,7 +176,7 @@ pub fn compute_one(
     options: &RunOptions,
     label: &str,
     quiet: bool,
-) -> Result<Summary, Error> {
+) -> Result<Summary, annomask::Error> {
     let reporter = Reporter::new(quiet, label);
     let summary = pipeline::run(mask, output, options, &|p| reporter.update(p));
     reporter.finish();

@@ -1,4 +1,4 @@
-//! The `annomask` command line: `compute`, `inspect`, `demo`.
+//! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`.
 
 /// `println!` that ignores a closed stdout (`annomask inspect ... | head` must not panic).
 macro_rules! say {
@@ -17,6 +17,7 @@ macro_rules! say_raw {
 }
 
 mod args;
+mod bench;
 mod compute;
 mod demo;
 mod inspect;
@@ -36,12 +37,39 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Compute the masks of label arrays into zarr arrays, block by block (resumable, shardable).
+    /// Compute the masks of label arrays or CellMap crop groups into zarr arrays, block by block
+    /// (resumable, shardable).
     Compute(compute::ComputeArgs),
-    /// Show a label array's layout, geometry, annotation metadata, plan and warnings.
+    /// Show a label array's layout, geometry, annotation metadata, plan and warnings, or a CellMap
+    /// crop group's classes, plan and warnings.
     Inspect(inspect::InspectArgs),
     /// Synthesise a crop with annotation metadata, mask it, and summarise each channel.
     Demo(demo::DemoArgs),
+    /// Time the engines against a memcpy and numpy, or (--pipeline) whole compute runs against
+    /// plain zarrs I/O and a Python pipeline.
+    Bench(bench::BenchArgs),
+}
+
+/// What a subcommand fails with: a library error, or an option that does not fit the input.
+#[derive(Debug)]
+pub enum CliError {
+    Lib(annomask::Error),
+    Usage(String),
+}
+
+impl<E: Into<annomask::Error>> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::Lib(e.into())
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Lib(e) => e.fmt(f),
+            CliError::Usage(message) => f.write_str(message),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,6 +78,7 @@ fn main() -> ExitCode {
         Command::Compute(args) => compute::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,130 @@
+//! `annomask bench`: the engines against a memcpy of the same bytes and the numpy reference
+//! ([`annomask::bench`]), or with `--pipeline` whole compute jobs against plain zarrs I/O and a
+//! Python user's pipeline ([`annomask::bench::pipeline`]), measured in one run.
+
+use std::path::PathBuf;
+
+use annomask::bench::{self, BenchConfig, pipeline::PipelineConfig};
+use annomask::{EngineChoice, LabelDtype, MaskPolicy};
+use clap::Args;
+
+use crate::CliError;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Edge of the cubic volume, in voxels (the kernel benchmark holds the labels and masks in
+    /// memory: 1024 takes about 16 GiB).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    size: u64,
+    /// Number of channels.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    channels: u64,
+    /// Label dtype: uint8/16/32/64, int8/16/32/64 [default: uint64] (kernels only; the
+    /// pipeline's crop is uint64).
+    #[arg(long, conflicts_with = "pipeline")]
+    dtype: Option<LabelDtype>,
+    /// Mask policy [default: whole-channel] (kernels only; the pipeline is DaCapo's
+    /// whole-channel mask).
+    #[arg(long, conflicts_with = "pipeline")]
+    policy: Option<MaskPolicy>,
+    /// auto (the CPU, and the GPU if any adapter, software ones included, is found), cpu or
+    /// gpu. With --pipeline: the engine of the compute runs, chosen as `compute` does.
+    #[arg(long, default_value = "auto")]
+    engine: EngineChoice,
+    /// Rounds (interleaved); the best is reported. [default: 5, with --pipeline 3]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    repeat: Option<u64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Python with numpy (and zarr 3, for --pipeline) for the reference rows
+    /// [default: $ANNOMASK_REFERENCE_PYTHON, else /tmp/annomask-ref/bin/python if present].
+    #[arg(long, value_name = "PYTHON", conflicts_with = "no_reference")]
+    reference: Option<PathBuf>,
+    /// The reference script [default: $ANNOMASK_REFERENCE_SCRIPT, else
+    /// ../shared/reference/reference_mask.py beside the crate].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_reference")]
+    reference_script: Option<PathBuf>,
+    /// Skip the numpy reference / Python pipeline rows.
+    #[arg(long)]
+    no_reference: bool,
+    /// Time whole compute jobs on a SIZE^3 uint64 zarr crop: annomask compute, plain zarrs read
+    /// + write (the ceiling), and a Python pipeline (zarr-python + DaCapo's numpy mask).
+    #[arg(long)]
+    pipeline: bool,
+    /// With --pipeline: where to write the crop and outputs (a temporary directory inside it,
+    /// removed afterwards) [default: the system's temporary directory].
+    #[arg(long, value_name = "DIR", requires = "pipeline")]
+    dir: Option<PathBuf>,
+}
+
+/// The reference's Python and script: as given (each must exist), else the defaults (skipped
+/// with a note when absent).
+fn reference(args: &BenchArgs) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
+    if args.no_reference {
+        return Ok(None);
+    }
+    for (flag, path) in [
+        ("--reference", &args.reference),
+        ("--reference-script", &args.reference_script),
+    ] {
+        if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+            return Err(CliError::Usage(format!(
+                "{flag} {}: no such file",
+                p.display()
+            )));
+        }
+    }
+    let python = args
+        .reference
+        .clone()
+        .or_else(bench::default_reference_python);
+    let script = args
+        .reference_script
+        .clone()
+        .unwrap_or_else(bench::default_reference_script);
+    Ok(python.filter(|_| script.is_file()).map(|p| (p, script)))
+}
+
+pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    let reference = reference(&args)?;
+    if args.pipeline {
+        let config = PipelineConfig {
+            size: args.size as usize,
+            channels: args.channels as usize,
+            engine: args.engine,
+            repeat: args.repeat.unwrap_or(3) as usize,
+            dir: args.dir.clone(),
+            reference,
+        };
+        let report = bench::pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
+        if args.json {
+            say!(
+                "{}",
+                serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
+            );
+        } else {
+            say_raw!("{report}");
+        }
+        return Ok(());
+    }
+    let config = BenchConfig {
+        size: args.size as usize,
+        channels: args.channels as usize,
+        dtype: args.dtype.unwrap_or(LabelDtype::U64),
+        policy: args.policy.unwrap_or(MaskPolicy::WholeChannel),
+        engines: vec![args.engine],
+        repeat: args.repeat.unwrap_or(5) as usize,
+        reference,
+    };
+    let report = bench::run(&config)?;
+    if args.json {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
+        );
+    } else {
+        say_raw!("{report}");
+    }
+    Ok(())
+}

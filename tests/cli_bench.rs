@@ -1,0 +1,261 @@
+//! `annomask bench` (issue 6): the kernel table and its JSON, the end-to-end `--pipeline`
+//! table, and bad options. Tiny sizes: these check that every row is there and well formed,
+//! never how fast anything is.
+
+mod common;
+
+use common::annomask;
+use serde_json::Value;
+
+/// Whether the reference venv is where `bench` looks by default (then its rows must be there).
+fn reference_found() -> bool {
+    annomask::bench::find_reference().is_some()
+}
+
+fn stdout(args: &[&str]) -> String {
+    let assert = annomask().args(args).assert().success();
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+/// The first number of the row named `name` in a table (its time).
+fn row_time(text: &str, name: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no row {name:?} in\n{text}"));
+    line[name.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line:?}"))
+}
+
+#[test]
+fn bench_prints_every_row() {
+    let text = stdout(&["bench", "--size", "16", "--repeat", "1", "--engine", "cpu"]);
+    assert!(
+        text.starts_with("16^3 uint64 labels, 8 channels, policy whole-channel, best of 1"),
+        "{text}"
+    );
+    for header in ["time ms", "Gvox/s", "GB/s", "% memcpy", "x numpy"] {
+        assert!(text.contains(header), "{header:?} not in\n{text}");
+    }
+    for row in ["memcpy (same bytes, all threads)", "cpu ", "cpu bit-packed"] {
+        assert!(row_time(&text, row) > 0.0, "{row}");
+    }
+    if reference_found() {
+        for row in ["numpy dacapo (released code)", "numpy whole-channel"] {
+            assert!(row_time(&text, row) > 0.0, "{row}");
+        }
+    } else {
+        assert!(text.contains("note: numpy reference skipped"), "{text}");
+    }
+    let skipped = stdout(&[
+        "bench",
+        "--size",
+        "8",
+        "--repeat",
+        "1",
+        "--engine",
+        "cpu",
+        "--no-reference",
+        "--dtype",
+        "int16",
+        "--policy",
+        "per-voxel",
+        "--channels",
+        "3",
+    ]);
+    assert!(
+        skipped.starts_with("8^3 int16 labels, 3 channels, policy per-voxel"),
+        "{skipped}"
+    );
+    assert!(skipped.contains("numpy reference skipped"), "{skipped}");
+}
+
+#[test]
+fn bench_json_has_the_fields() {
+    let text = stdout(&[
+        "bench", "--size", "16", "--repeat", "2", "--engine", "cpu", "--json",
+    ]);
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert!(report["config"].as_str().unwrap().contains("best of 2"));
+    assert!(report["machine"].as_str().is_some());
+    let engines = report["engines"].as_array().unwrap();
+    let names: Vec<&str> = engines
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cpu", "cpu bit-packed"]);
+    let reference = report["reference"].as_array().unwrap();
+    assert_eq!(reference.len(), if reference_found() { 2 } else { 0 });
+    for row in engines.iter().chain(reference).chain([&report["memcpy"]]) {
+        for field in [
+            "seconds",
+            "gvoxels_per_s",
+            "gbytes_per_s",
+            "of_memcpy",
+            "voxels",
+            "bytes",
+        ] {
+            let v = row[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} in {row}"));
+            assert!(v > 0.0 && v.is_finite(), "{field} in {row}");
+        }
+        assert_eq!(row["voxels"], 4096);
+        let speedup = &row["speedup_vs_best_numpy"];
+        if reference_found() {
+            assert!(speedup.as_f64().unwrap() > 0.0, "{row}");
+        } else {
+            assert!(speedup.is_null(), "{row}");
+        }
+    }
+    assert!(report["notes"].is_array());
+}
+
+#[test]
+fn bench_on_the_gpu_engine_times_kernels_and_transfers() {
+    if let Err(e) = annomask::gpu::GpuEngine::new() {
+        if std::env::var("REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            panic!("REQUIRE_GPU=1 but no GPU engine: {e}");
+        }
+        eprintln!("skipping: no GPU adapter ({e})");
+        return;
+    }
+    let text = stdout(&[
+        "bench",
+        "--size",
+        "16",
+        "--repeat",
+        "1",
+        "--engine",
+        "gpu",
+        "--no-reference",
+    ]);
+    for row in [
+        "gpu ",
+        "gpu bit-packed",
+        "gpu kernel ",
+        "gpu kernel bit-packed",
+        "gpu transfers only (upload + readback)",
+    ] {
+        assert!(row_time(&text, row) > 0.0, "{row}");
+    }
+    assert!(text.contains("; GPU "), "{text}");
+}
+
+#[test]
+fn bench_pipeline_runs_every_row_and_checks_the_python_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let assert = annomask()
+        .args([
+            "bench",
+            "--pipeline",
+            "--size",
+            "32",
+            "--repeat",
+            "2",
+            "--engine",
+            "cpu",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        text.starts_with(
+            "32^3 uint64 crop (zarr v3, blosc-lz4, 32^3 chunks, 1 chunks), 8 channels, best of 2"
+        ),
+        "{text}"
+    );
+    assert!(stderr.contains("bench: round 2/2"), "{stderr}");
+    for row in [
+        "annomask compute (library pipeline)",
+        "zarrs read + write, no compute (ceiling)",
+        "  same, atomic store (temp + fsync + rename)",
+    ] {
+        assert!(row_time(&text, row) > 0.0, "{row}");
+    }
+    assert!(
+        text.contains("annomask compute / plain zarrs read + write: "),
+        "{text}"
+    );
+    if reference_found() {
+        assert!(row_time(&text, "python: zarr-python + DaCapo numpy (process)") > 0.0);
+        assert!(row_time(&text, "  same, job only (no start-up, imports)") > 0.0);
+        assert!(
+            text.contains("note: checked: the Python pipeline's mask equals annomask's"),
+            "{text}"
+        );
+    } else {
+        assert!(text.contains("note: Python pipeline skipped"), "{text}");
+    }
+    // Everything it wrote is removed.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let text = stdout(&[
+        "bench",
+        "--pipeline",
+        "--size",
+        "20",
+        "--channels",
+        "11",
+        "--repeat",
+        "1",
+        "--engine",
+        "cpu",
+        "--no-reference",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert!(report["config"].as_str().unwrap().contains("11 channels"));
+    assert_eq!(report["voxels"], 8000);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "no Python rows: {report}");
+    for row in rows {
+        for field in [
+            "best_seconds",
+            "median_seconds",
+            "mvoxels_per_s",
+            "vs_annomask",
+        ] {
+            let v = row[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} in {row}"));
+            assert!(v > 0.0 && v.is_finite(), "{field} in {row}");
+        }
+        assert_eq!(row["seconds"].as_array().unwrap().len(), 1);
+    }
+    assert!(report["annomask_over_zarrs"].as_f64().unwrap() > 0.0);
+    assert!(report["python_over_annomask"].is_null());
+}
+
+#[test]
+fn bad_bench_options_are_errors() {
+    // A reference given explicitly must exist.
+    let assert = annomask()
+        .args(["bench", "--size", "8", "--reference", "/nonexistent/python"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert_eq!(
+        stderr.trim(),
+        "error: --reference /nonexistent/python: no such file"
+    );
+    // Options of the kernel benchmark do not apply to --pipeline (clap: exit 2).
+    for extra in [["--dtype", "uint8"], ["--policy", "per-voxel"]] {
+        let assert = annomask()
+            .args(["bench", "--pipeline", "--size", "8"])
+            .args(extra)
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains("cannot be used with"), "{stderr}");
+    }
+    for extra in [["--size", "0"], ["--repeat", "0"], ["--engine", "tpu"]] {
+        annomask().arg("bench").args(extra).assert().code(2);
+    }
+}
