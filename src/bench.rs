@@ -9,6 +9,7 @@
 //!
 //! [`pipeline`] times whole `compute` jobs on a zarr crop instead (`annomask bench --pipeline`).
 
+pub mod feeder;
 pub mod pipeline;
 
 use std::collections::BTreeSet;

@@ -32,6 +32,9 @@ use crate::geometry::{Coordinate, Roi, VoxelRegion};
 use crate::mask::{MissingAnnotationsMask, SourceBlock};
 use crate::synth::splitmix64;
 
+/// Default decoded-chunk cache of a feeder, all crops together: 1 GiB.
+pub const DEFAULT_CHUNK_CACHE: u64 = 1 << 30;
+
 /// How crops are chosen for each ROI.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CropWeighting {
@@ -59,11 +62,15 @@ pub struct FeederConfig {
     pub with_labels: bool,
     /// Stop after this many batches (default: never).
     pub batches: Option<usize>,
+    /// Bytes of decoded chunks kept in memory, split evenly between the crops (default
+    /// 1 GiB; 0: none). Random ROIs keep coming back to the same chunks; with the cache each
+    /// is decoded once instead of once per ROI that touches it.
+    pub chunk_cache: u64,
 }
 
 impl FeederConfig {
     /// Defaults for ROIs of `roi_shape` voxels: seed 0, batches of 1, prefetch 4, uniform crops,
-    /// no labels, endless.
+    /// no labels, endless, a 1 GiB chunk cache.
     pub fn new(roi_shape: Vec<u64>) -> Self {
         Self {
             roi_shape,
@@ -73,7 +80,14 @@ impl FeederConfig {
             weighting: CropWeighting::Uniform,
             with_labels: false,
             batches: None,
+            chunk_cache: DEFAULT_CHUNK_CACHE,
         }
+    }
+
+    /// Sets the chunk cache budget in bytes (0: no cache).
+    pub fn chunk_cache(mut self, bytes: u64) -> Self {
+        self.chunk_cache = bytes;
+        self
     }
 
     /// Sets the seed.
@@ -219,6 +233,12 @@ impl Feeder {
     /// the ROI.
     pub fn new(crops: Vec<Arc<MissingAnnotationsMask>>, config: FeederConfig) -> Result<Self> {
         validate(&crops, &config)?;
+        if config.chunk_cache > 0 {
+            let each = config.chunk_cache / crops.len() as u64;
+            for crop in &crops {
+                crop.cache_chunks(each);
+            }
+        }
         let (sender, receiver) = sync_channel(config.prefetch.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

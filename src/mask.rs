@@ -551,6 +551,24 @@ impl MissingAnnotationsMask {
         }
     }
 
+    /// Keeps up to `bytes` of decoded source chunks in memory (split evenly between the class
+    /// arrays a crop group reads), so reads that come back to the same chunks decode them once
+    /// (see [`LabelVolume::cache_chunks`]; only the first call has an effect).
+    pub fn cache_chunks(&self, bytes: u64) {
+        match &self.source {
+            Source::Labels(l) => {
+                l.volume.cache_chunks(bytes);
+            }
+            Source::Crop(c) => {
+                let volumes = c.read_volumes();
+                let each = bytes / volumes.len().max(1) as u64;
+                for v in volumes {
+                    v.cache_chunks(each);
+                }
+            }
+        }
+    }
+
     /// Shape of the source in voxels.
     pub fn shape(&self) -> &[u64] {
         self.volume().shape()

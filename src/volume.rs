@@ -2,12 +2,14 @@
 //! `zarrs`, reads its attributes and geometry, and reads voxel regions of any supported dtype.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
-use zarrs::array::{Array, ArrayMetadata, ArraySubset};
+use zarrs::array::chunk_cache::{ChunkCache, ChunkCacheDecodedLruSizeLimit};
+use zarrs::array::{Array, ArrayMetadata, ArraySubset, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
+use zarrs::storage::ReadableStorageTraits;
 
 use crate::error::{Error, StorageError};
 use crate::geometry::{Geometry, Roi, VoxelRegion};
@@ -43,6 +45,8 @@ pub struct LabelVolume {
     attributes: Map<String, Value>,
     parent_attributes: Option<Map<String, Value>>,
     chunk_shape: Vec<u64>,
+    /// A cache of decoded chunks, once turned on ([`LabelVolume::cache_chunks`]).
+    cache: OnceLock<ChunkCacheDecodedLruSizeLimit>,
 }
 
 impl std::fmt::Debug for LabelVolume {
@@ -137,7 +141,21 @@ impl LabelVolume {
             attributes,
             parent_attributes,
             chunk_shape,
+            cache: OnceLock::new(),
         })
+    }
+
+    /// Keeps up to `bytes` of decoded chunks in memory (least recently used out first), so
+    /// reads that come back to the same chunks — random ROIs of a training feeder — decode each
+    /// chunk once. Only the first call has an effect. Returns whether this call turned it on.
+    pub fn cache_chunks(&self, bytes: u64) -> bool {
+        let array = Arc::new(
+            self.array
+                .with_storage(self.array.storage() as Arc<dyn ReadableStorageTraits>),
+        );
+        self.cache
+            .set(ChunkCacheDecodedLruSizeLimit::new(array, bytes))
+            .is_ok()
     }
 
     /// The path it was opened from.
@@ -238,10 +256,11 @@ impl LabelVolume {
     {
         let subset = ArraySubset::new_with_start_shape(region.start.clone(), region.shape.clone())
             .map_err(|e| self.read_error(region, e.to_string()))?;
-        let data: ArrayD<T> = self
-            .array
-            .retrieve_array_subset(&subset)
-            .map_err(|e| self.read_error(region, e.to_string()))?;
+        let data: Result<ArrayD<T>, _> = match self.cache.get() {
+            Some(cache) => cache.retrieve_array_subset(&subset, &CodecOptions::default()),
+            None => self.array.retrieve_array_subset(&subset),
+        };
+        let data = data.map_err(|e| self.read_error(region, e.to_string()))?;
         Ok(data.into().standard())
     }
 

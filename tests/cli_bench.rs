@@ -234,6 +234,72 @@ fn bench_pipeline_runs_every_row_and_checks_the_python_mask() {
 }
 
 #[test]
+fn bench_feeder_runs_both_feeders_and_checks_the_numpy_one() {
+    let text = stdout(&[
+        "bench",
+        "--feeder",
+        "--size",
+        "24",
+        "--roi",
+        "8",
+        "--batches",
+        "3",
+        "--repeat",
+        "2",
+        "--engine",
+        "cpu",
+    ]);
+    assert!(
+        text.starts_with("8^3 ROIs of a 24^3 uint64 zarr crop"),
+        "{text}"
+    );
+    assert!(
+        row_time(&text, "annomask feeder (fused, prefetched)") > 0.0,
+        "{text}"
+    );
+    if reference_found() {
+        assert!(
+            row_time(&text, "numpy DaCapo-style feeder (job only)") > 0.0,
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "note: checked: the numpy feeder's first ROI has annomask's per-channel sums"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("annomask feeder / numpy feeder: "), "{text}");
+    } else {
+        assert!(text.contains("note: numpy feeder skipped"), "{text}");
+    }
+    let json: Value = serde_json::from_str(&stdout(&[
+        "bench",
+        "--feeder",
+        "--size",
+        "16",
+        "--roi",
+        "8",
+        "--batches",
+        "2",
+        "--repeat",
+        "1",
+        "--engine",
+        "cpu",
+        "--no-reference",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        json["annomask"]["batches_per_s"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
+    assert!(
+        json["numpy"].is_null() && json["speedup_vs_numpy"].is_null(),
+        "{json}"
+    );
+}
+
+#[test]
 fn bad_bench_options_are_errors() {
     // A reference given explicitly must exist.
     let assert = annomask()
@@ -255,6 +321,13 @@ fn bad_bench_options_are_errors() {
         let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         assert!(stderr.contains("cannot be used with"), "{stderr}");
     }
+    for extra in [["--roi", "8"], ["--batches", "2"]] {
+        annomask().arg("bench").args(extra).assert().code(2); // need --feeder
+    }
+    annomask()
+        .args(["bench", "--feeder", "--pipeline"])
+        .assert()
+        .code(2);
     for extra in [["--size", "0"], ["--repeat", "0"], ["--engine", "tpu"]] {
         annomask().arg("bench").args(extra).assert().code(2);
     }

@@ -62,8 +62,8 @@ fn crops(
 
 #[test]
 fn batches_equal_the_oracle_and_repeat_for_a_seed() {
-    let (_dir, crops) = crops(&Engine::cpu());
-    let masks: Vec<_> = crops.iter().map(|(m, _)| m.clone()).collect();
+    let (_dir, sources) = crops(&Engine::cpu());
+    let masks: Vec<_> = sources.iter().map(|(m, _)| m.clone()).collect();
     let config = FeederConfig::new(vec![8, 5, 11])
         .seed(42)
         .batch_size(3)
@@ -77,10 +77,23 @@ fn batches_equal_the_oracle_and_repeat_for_a_seed() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let other: Vec<_> = Feeder::new(masks, config.seed(43))
+    let other: Vec<_> = Feeder::new(masks.clone(), config.clone().seed(43))
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    // Without the decoded-chunk cache, the same batches (the masks above already cache).
+    let (_dir2, fresh) = crops(&Engine::cpu());
+    let fresh: Vec<_> = fresh.iter().map(|(m, _)| m.clone()).collect();
+    let uncached: Vec<_> = Feeder::new(fresh, config.clone().chunk_cache(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (a, b) in first.iter().zip(&uncached) {
+        assert_eq!(
+            (&a.samples, &a.mask, &a.targets),
+            (&b.samples, &b.mask, &b.targets)
+        );
+    }
     assert_eq!(first.len(), 6);
     assert_eq!(
         first.iter().map(|b| b.index).collect::<Vec<_>>(),
@@ -104,7 +117,7 @@ fn batches_equal_the_oracle_and_repeat_for_a_seed() {
         for (i, sample) in batch.samples.iter().enumerate() {
             used.insert(sample.crop);
             let labels = region_of(
-                &crops[sample.crop].1,
+                &sources[sample.crop].1,
                 &sample.region.start,
                 &sample.region.shape,
             );
@@ -123,7 +136,7 @@ fn batches_equal_the_oracle_and_repeat_for_a_seed() {
             };
             assert_eq!(l, &labels);
             // The world ROI maps back onto the region.
-            let mask = &crops[sample.crop].0;
+            let mask = &sources[sample.crop].0;
             assert_eq!(mask.get(&sample.roi).unwrap(), got_mask.to_owned());
         }
     }

@@ -113,11 +113,17 @@ pub struct PipelineRow {
 }
 
 impl PipelineRow {
-    fn new(name: &str) -> Self {
+    /// A row with no rounds yet.
+    pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
             seconds: Vec::new(),
         }
+    }
+
+    /// Adds a round.
+    pub fn push(&mut self, seconds: f64) {
+        self.seconds.push(seconds);
     }
 
     /// The best round, in seconds.

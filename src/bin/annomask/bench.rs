@@ -1,10 +1,11 @@
 //! `annomask bench`: the engines against a memcpy of the same bytes and the numpy reference
 //! ([`annomask::bench`]), or with `--pipeline` whole compute jobs against plain zarrs I/O and a
-//! Python user's pipeline ([`annomask::bench::pipeline`]), measured in one run.
+//! Python user's pipeline ([`annomask::bench::pipeline`]), or with `--feeder` the training
+//! feeder against a DaCapo-style numpy feeder ([`annomask::bench::feeder`]), in one run.
 
 use std::path::PathBuf;
 
-use annomask::bench::{self, BenchConfig, pipeline::PipelineConfig};
+use annomask::bench::{self, BenchConfig, feeder::FeederBenchConfig, pipeline::PipelineConfig};
 use annomask::{EngineChoice, LabelDtype, MaskPolicy};
 use clap::Args;
 
@@ -20,12 +21,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
     channels: u64,
     /// Label dtype: uint8/16/32/64, int8/16/32/64 [default: uint64] (kernels only; the
-    /// pipeline's crop is uint64).
-    #[arg(long, conflicts_with = "pipeline")]
+    /// pipeline's and the feeder's crops are uint64).
+    #[arg(long, conflicts_with_all = ["pipeline", "feeder"])]
     dtype: Option<LabelDtype>,
-    /// Mask policy [default: whole-channel] (kernels only; the pipeline is DaCapo's
-    /// whole-channel mask).
-    #[arg(long, conflicts_with = "pipeline")]
+    /// Mask policy [default: whole-channel] (kernels only; the pipeline and the feeder
+    /// compare with DaCapo's whole-channel mask).
+    #[arg(long, conflicts_with_all = ["pipeline", "feeder"])]
     policy: Option<MaskPolicy>,
     /// auto (the CPU, and the GPU if any adapter, software ones included, is found), cpu or
     /// gpu. With --pipeline: the engine of the compute runs, chosen as `compute` does.
@@ -52,6 +53,16 @@ pub struct BenchArgs {
     /// + write (the ceiling), and a Python pipeline (zarr-python + DaCapo's numpy mask).
     #[arg(long)]
     pipeline: bool,
+    /// Time the training feeder: batches of random ROIs (--roi edge) of a SIZE^3 uint64 zarr
+    /// crop, targets and mask fused, against a DaCapo-style numpy feeder over the same ROIs.
+    #[arg(long, conflicts_with = "pipeline")]
+    feeder: bool,
+    /// With --feeder: edge of the cubic ROI, in voxels.
+    #[arg(long, default_value_t = 128, requires = "feeder", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    roi: u64,
+    /// With --feeder: batches (of one ROI) per round.
+    #[arg(long, default_value_t = 16, requires = "feeder", value_parser = clap::value_parser!(u64).range(1..=100000))]
+    batches: u64,
     /// With --pipeline: where to write the crop and outputs (a temporary directory inside it,
     /// removed afterwards) [default: the system's temporary directory].
     #[arg(long, value_name = "DIR", requires = "pipeline")]
@@ -98,6 +109,27 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             reference,
         };
         let report = bench::pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
+        if args.json {
+            say!(
+                "{}",
+                serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
+            );
+        } else {
+            say_raw!("{report}");
+        }
+        return Ok(());
+    }
+    if args.feeder {
+        let config = FeederBenchConfig {
+            size: args.size as usize,
+            roi: args.roi as usize,
+            channels: args.channels as usize,
+            batches: args.batches as usize,
+            engine: args.engine,
+            repeat: args.repeat.unwrap_or(3) as usize,
+            reference,
+        };
+        let report = bench::feeder::run(&config, &|line| eprintln!("bench: {line}"))?;
         if args.json {
             say!(
                 "{}",
