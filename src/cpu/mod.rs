@@ -158,6 +158,7 @@ impl<T: Label> TypedPlan<T> {
             hits,
             channel,
             packed,
+            fg_packed,
         } = scratch;
         fg.clear();
         fg.resize(labels.len(), 0);
@@ -174,9 +175,20 @@ impl<T: Label> TypedPlan<T> {
             hits.resize(labels.len(), 0);
             classify(labels, self.background, &self.small_table, fg, hits);
         }
+        // Bit-packed output: the foreground is packed once and copied to every channel that is
+        // just the foreground.
+        let mut fg_packed_ready = false;
         for (rule, out) in self.rules.iter().zip(outs.mask.iter_mut()) {
             match rule {
                 Rule::Zero => sink.store.zero(out),
+                Rule::Foreground if sink.layout == MaskLayout::Bits => {
+                    if !fg_packed_ready {
+                        fg_packed.resize(bits::packed_len(fg.len()), 0);
+                        bits::pack_into(fg, fg_packed);
+                        fg_packed_ready = true;
+                    }
+                    sink.store.copy(out, fg_packed);
+                }
                 Rule::Foreground => sink.emit(out, fg, packed),
                 Rule::KnockOut(bits) => {
                     channel.clear();
@@ -287,6 +299,8 @@ impl Sink {
 struct Scratch {
     /// A channel packed to bits.
     packed: Vec<u8>,
+    /// The foreground packed to bits.
+    fg_packed: Vec<u8>,
     /// `labels != background`, one byte per voxel.
     fg: Vec<u8>,
     /// Bit `i`: the voxel equals small-table entry `i`.
