@@ -2,14 +2,15 @@
 //! stays bounded whatever the volume size.
 //!
 //! ```text
-//! reader thread --(queue: depth blocks)--> compute (this thread) --(queue: depth blocks)--> writer threads
+//! reader threads --(queue: depth blocks)--> compute (this thread) --(queue: depth blocks)--> writer threads
 //! ```
 //!
-//! The reader reads block `k+1` (and beyond, up to the queue depth) while block `k` is computed
+//! The readers (default 2, each decoding its own blocks) read block `k+1` (and beyond, up to
+//! the queue depth) while block `k` is computed
 //! and block `k-1` is encoded and written, so a run takes about as long as its slowest stage,
 //! not the sum. Several writers (default 2) keep more than one chunk write in flight, which hides
 //! per-file latency (`fsync`, network filesystems); chunks are independent and written
-//! atomically, so their order does not matter. At most `2 * depth + 2 + writers` blocks are
+//! atomically, so their order does not matter. At most `2 * depth + 1 + readers + writers` blocks are
 //! alive at once, whatever the volume's size: the full volume and the full mask are never in
 //! memory.
 //! Per-channel counts of trained voxels are accumulated as blocks stream by.
@@ -36,6 +37,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +54,17 @@ type Computed = (Block, Vec<u8>);
 /// The writers' shared end of the compute -> write queue; `None` once a writer failed.
 type WriterQueue = Mutex<Option<Receiver<Computed>>>;
 
+/// Mask buffers the writers hand back to compute, so blocks after the first few reuse memory
+/// that is already mapped instead of faulting in fresh pages for every block.
+type BufferPool = Mutex<Vec<Vec<u8>>>;
+
+/// The number of 1 bytes in a 0/1 mask (summed in `u32` pieces, which vectorise).
+fn count_ones(mask: &[u8]) -> u64 {
+    mask.chunks(1 << 16)
+        .map(|piece| u64::from(piece.iter().map(|&v| u32::from(v)).sum::<u32>()))
+        .sum()
+}
+
 /// How a run proceeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunOptions {
@@ -63,6 +76,8 @@ pub struct RunOptions {
     pub queue_depth: usize,
     /// Threads encoding and writing chunks (default 2, at least 1).
     pub writers: usize,
+    /// Threads reading and decoding blocks (default 2, at least 1).
+    pub readers: usize,
 }
 
 impl Default for RunOptions {
@@ -72,6 +87,7 @@ impl Default for RunOptions {
             resume: false,
             queue_depth: 2,
             writers: 2,
+            readers: 2,
         }
     }
 }
@@ -165,22 +181,36 @@ pub fn run(
         p.elapsed = start.elapsed();
         progress(&p);
     };
-    let (read_result, compute_result, write_results) = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| read_stage(mask, output, &todo, read_tx));
-        let writers: Vec<_> = (0..options.writers.max(1))
-            .map(|_| scope.spawn(|| write_stage(output, &write_rx, &report)))
+    let next_block = AtomicUsize::new(0);
+    let pool = BufferPool::default();
+    let (read_results, compute_result, write_results) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..options.readers.max(1))
+            .map(|_| {
+                let queue = read_tx.clone();
+                let next_block = &next_block;
+                let todo = &todo;
+                scope.spawn(move || read_stage(mask, output, todo, next_block, queue))
+            })
             .collect();
-        let computed = compute_stage(mask, num_channels, read_rx, write_tx);
-        let read = reader
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        drop(read_tx);
+        let writers: Vec<_> = (0..options.writers.max(1))
+            .map(|_| scope.spawn(|| write_stage(output, &write_rx, &pool, &report)))
+            .collect();
+        let computed = compute_stage(mask, num_channels, read_rx, write_tx, &pool);
+        let read: Vec<_> = readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
         let written: Vec<_> = writers
             .into_iter()
             .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect();
         (read, computed, written)
     });
-    let read_time = read_result?;
+    let mut read_time = Duration::ZERO;
+    for result in read_results {
+        read_time += result?;
+    }
     let (trained, voxels, compute_time) = compute_result?;
     let (mut blocks_written, mut write_time) = (0, Duration::ZERO);
     for result in write_results {
@@ -201,16 +231,18 @@ pub fn run(
     })
 }
 
-/// Reads the labels of each block, in order, into the queue. Stops early when the queue is
+/// Reads the source of blocks into the queue, taking the next block of `todo` each time (the
+/// readers share `next`, so blocks go out roughly in order). Stops early when the queue is
 /// closed (a later stage failed).
 fn read_stage(
     mask: &MissingAnnotationsMask,
     output: &MaskOutput,
     todo: &[u64],
+    next: &AtomicUsize,
     queue: SyncSender<(Block, SourceBlock)>,
 ) -> Result<Duration, Error> {
     let mut busy = Duration::ZERO;
-    for &k in todo {
+    while let Some(&k) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
         let block = output.grid().block(k);
         let region = VoxelRegion {
             start: block
@@ -237,6 +269,7 @@ fn compute_stage(
     num_channels: usize,
     input: Receiver<(Block, SourceBlock)>,
     output: SyncSender<Computed>,
+    pool: &BufferPool,
 ) -> Result<(Vec<u64>, u64, Duration), Error> {
     let mut trained = vec![0u64; num_channels];
     let mut voxels = 0u64;
@@ -244,14 +277,16 @@ fn compute_stage(
     for (block, source) in input {
         let n = block.num_voxels() as usize;
         let t = Instant::now();
-        let mut data = vec![0u8; n * num_channels];
+        let mut data = pool
+            .lock()
+            .expect("buffer pool lock")
+            .pop()
+            .unwrap_or_default();
+        data.resize(n * num_channels, 0);
         mask.compute_block(&source, &mut data)?;
         drop(source);
         for (c, count) in trained.iter_mut().enumerate() {
-            *count += data[c * n..(c + 1) * n]
-                .iter()
-                .map(|&v| u64::from(v))
-                .sum::<u64>();
+            *count += count_ones(&data[c * n..(c + 1) * n]);
         }
         busy += t.elapsed();
         voxels += n as u64;
@@ -267,6 +302,7 @@ fn compute_stage(
 fn write_stage(
     output: &MaskOutput,
     input: &WriterQueue,
+    pool: &BufferPool,
     done: &(dyn Fn(&Block) + Sync),
 ) -> Result<(u64, Duration), Error> {
     let mut written = 0;
@@ -290,6 +326,7 @@ fn write_stage(
         busy += t.elapsed();
         written += 1;
         done(&block);
+        pool.lock().expect("buffer pool lock").push(data);
     }
     Ok((written, busy))
 }

@@ -62,14 +62,17 @@ pub struct ComputeArgs {
     /// Threads of the CPU engine (and of chunk decoding). Default: one per core.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     threads: Option<u64>,
-    /// Blocks waiting between read, compute and write (memory: about 2 x depth + 2 + writers
-    /// blocks).
+    /// Blocks waiting between read, compute and write (memory: about 2 x depth + 1 + readers +
+    /// writers blocks).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     queue_depth: u64,
     /// Threads encoding and writing chunks; more keep more writes in flight (slow or network
     /// storage).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     writers: u64,
+    /// Threads reading and decoding blocks.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    readers: u64,
     /// No progress and no summary; errors only.
     #[arg(long, short)]
     quiet: bool,
@@ -137,6 +140,7 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
         resume: args.resume,
         queue_depth: args.queue_depth as usize,
         writers: args.writers as usize,
+        readers: args.readers as usize,
     };
     let count = jobs.len();
     for (i, (input, mask, output)) in jobs.iter().enumerate() {
