@@ -493,11 +493,16 @@ fn compute_typed<T: Label>(
             (block, BlockOut { mask, targets })
         })
         .collect();
-    blocks
-        .into_par_iter()
-        .for_each_init(Scratch::default, |scratch, (block, mut outs)| {
-            typed.run_block(tuning, layout, block, &mut outs, scratch)
-        });
+    blocks.into_par_iter().for_each(|(block, mut outs)| {
+        SCRATCH
+            .with_borrow_mut(|scratch| typed.run_block(tuning, layout, block, &mut outs, scratch))
+    });
+}
+
+thread_local! {
+    /// Each worker thread's scratch buffers, kept between blocks and between calls (a small
+    /// mask should not pay for allocating and faulting them in every time).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// The mask of `labels`: shape `(channels, *labels.shape())`.
