@@ -10,7 +10,6 @@
 //! the first ROI are compared with annomask's.
 
 use std::fmt;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,9 +17,9 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::cpu_model;
-use super::pipeline::{PipelineRow, pipeline_groupings};
+use super::pipeline::{PipelineRow, pipeline_groupings, run_script, storage};
 use crate::engine::Engine;
-use crate::error::{Error, Result, StorageError};
+use crate::error::Result;
 use crate::feeder::{Feeder, FeederConfig, RoiSampler};
 use crate::mask::MissingAnnotationsMask;
 use crate::options::{EngineChoice, MaskOptions};
@@ -80,15 +79,6 @@ pub struct FeederReport {
     pub numpy: Option<PipelineRow>,
     /// Skips and checks.
     pub notes: Vec<String>,
-}
-
-fn storage(path: &Path, what: &str, e: impl ToString) -> Error {
-    StorageError::Write {
-        path: path.display().to_string(),
-        what: what.to_string(),
-        message: e.to_string(),
-    }
-    .into()
 }
 
 /// Per-channel sums of one sample of a `(batch, c, ...)` array.
@@ -227,21 +217,7 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
 
 /// Runs the numpy feeder once: its job seconds and its first-ROI sums.
 fn run_numpy(command: &mut Command) -> std::result::Result<(f64, Value), String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(format!(
-            "the numpy feeder failed: {}",
-            last.unwrap_or("(no message)").trim()
-        ));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .ok_or_else(|| format!("unexpected output of the numpy feeder: {text}"))?;
+    let (line, _) = run_script(command, "the numpy feeder")?;
     let seconds = line["seconds"]
         .as_f64()
         .ok_or_else(|| format!("no seconds in {line}"))?;

@@ -164,7 +164,7 @@ pub struct PipelineReport {
     pub notes: Vec<String>,
 }
 
-fn storage(path: &Path, what: &str, e: impl ToString) -> Error {
+pub(super) fn storage(path: &Path, what: &str, e: impl ToString) -> Error {
     StorageError::Write {
         path: path.display().to_string(),
         what: what.to_string(),
@@ -277,8 +277,8 @@ fn run_python(
     groupings: &Path,
     out: &Path,
 ) -> std::result::Result<(f64, f64), String> {
-    let start = Instant::now();
-    let output = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(script)
         .arg("--reference")
         .arg(reference)
@@ -287,27 +287,40 @@ fn run_python(
         .arg("--groupings")
         .arg(groupings)
         .arg("--out")
-        .arg(out)
+        .arg(out);
+    let (line, whole) = run_script(&mut command, "the Python pipeline")?;
+    let job = line["seconds"]
+        .as_f64()
+        .ok_or_else(|| format!("no seconds in the Python pipeline's output {line}"))?;
+    Ok((whole, job))
+}
+
+/// Runs a benchmark script and returns the last JSON line it printed and the wall time of the
+/// whole process; a failure says `what` failed, with the last line of its standard error.
+pub(super) fn run_script(
+    command: &mut Command,
+    what: &str,
+) -> std::result::Result<(Value, f64), String> {
+    let start = Instant::now();
+    let output = command
         .output()
-        .map_err(|e| format!("{}: {e}", python.display()))?;
+        .map_err(|e| format!("{}: {e}", command.get_program().to_string_lossy()))?;
     let whole = start.elapsed().as_secs_f64();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
         return Err(format!(
-            "{} failed: {}",
-            python.display(),
+            "{what} failed: {}",
             last.unwrap_or("(no message)").trim()
         ));
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    let job = text
+    let line = text
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .and_then(|v| v["seconds"].as_f64())
-        .ok_or_else(|| format!("unexpected output of the Python pipeline: {text}"))?;
-    Ok((whole, job))
+        .ok_or_else(|| format!("unexpected output of {what}: {text}"))?;
+    Ok((line, whole))
 }
 
 /// Runs the benchmark; `log` hears what is being done (writing the crop, each round).

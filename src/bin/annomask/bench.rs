@@ -109,14 +109,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             reference,
         };
         let report = bench::pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
-        if args.json {
-            say!(
-                "{}",
-                serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
-            );
-        } else {
-            say_raw!("{report}");
-        }
+        show(&report, report.to_json(), args.json);
         return Ok(());
     }
     if args.feeder {
@@ -130,14 +123,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             reference,
         };
         let report = bench::feeder::run(&config, &|line| eprintln!("bench: {line}"))?;
-        if args.json {
-            say!(
-                "{}",
-                serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
-            );
-        } else {
-            say_raw!("{report}");
-        }
+        show(&report, report.to_json(), args.json);
         return Ok(());
     }
     let config = BenchConfig {
@@ -150,13 +136,18 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         reference,
     };
     let report = bench::run(&config)?;
-    if args.json {
+    show(&report, report.to_json(), args.json);
+    Ok(())
+}
+
+/// Prints a report as its table, or as pretty JSON.
+fn show(report: &dyn std::fmt::Display, json: serde_json::Value, as_json: bool) {
+    if as_json {
         say!(
             "{}",
-            serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
+            serde_json::to_string_pretty(&json).expect("JSON values serialise")
         );
     } else {
         say_raw!("{report}");
     }
-    Ok(())
 }
