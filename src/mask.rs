@@ -78,6 +78,15 @@ impl PlanRef<'_> {
             PlanRef::Crop(p) => p.zeroed(c),
         }
     }
+
+    /// Per channel, the first channel whose mask is the same by construction, or `None` for a
+    /// zeroed channel (see [`MaskPlan::first_equal_channels`], [`CropPlan::first_equal_channels`]).
+    pub fn first_equal_channels(&self) -> Vec<Option<usize>> {
+        match self {
+            PlanRef::Labels(p) => p.first_equal_channels(),
+            PlanRef::Crop(p) => p.first_equal_channels(),
+        }
+    }
 }
 
 impl fmt::Display for PlanRef<'_> {

@@ -2,18 +2,22 @@
 //! stays bounded whatever the volume size.
 //!
 //! ```text
-//! reader threads --(queue: depth blocks)--> compute (this thread) --(queue: depth blocks)--> writer threads
+//! worker threads (read + compute) --(queue: depth blocks)--> writer threads
 //! ```
 //!
-//! The readers (default 2, each decoding its own blocks) read block `k+1` (and beyond, up to
-//! the queue depth) while block `k` is computed
-//! and block `k-1` is encoded and written, so a run takes about as long as its slowest stage,
-//! not the sum. Several writers (default 2) keep more than one chunk write in flight, which hides
-//! per-file latency (`fsync`, network filesystems); chunks are independent and written
-//! atomically, so their order does not matter. At most `2 * depth + 1 + readers + writers` blocks are
-//! alive at once, whatever the volume's size: the full volume and the full mask are never in
-//! memory.
-//! Per-channel counts of trained voxels are accumulated as blocks stream by.
+//! Each worker (default 2) takes the next block, reads and decodes its labels and computes its
+//! mask at once, while the labels are still in the worker's cache; the workers share the engine
+//! (the GPU engine takes one block at a time, the other worker reads meanwhile). With at least
+//! as many workers as CPU engine threads, each worker computes on its own thread; with fewer,
+//! the CPU engine spreads each block over its thread pool. Writers
+//! (default 2) encode and write the computed blocks, so block `k+1` is read and computed while
+//! block `k` is written, and a run takes about as long as its slowest stage, not the sum.
+//! Several writers keep more than one chunk write in flight, which hides per-file latency
+//! (`fsync`, network filesystems); chunks are independent and written atomically, so their
+//! order does not matter. At most `depth + workers + writers` blocks are alive at once,
+//! whatever the volume's size: the full volume and the full mask are never in memory.
+//! Per-channel counts of trained voxels are accumulated as blocks stream by, looking at one
+//! channel of each kind ([`crate::mask::PlanRef::first_equal_channels`]).
 //!
 //! The first error of any stage stops the run: the stage drops its queue ends, the others see
 //! a closed queue and stop, and the error is returned. Chunks written before it are complete
@@ -37,15 +41,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::blocks::{Block, Shard};
 use crate::error::Error;
 use crate::geometry::VoxelRegion;
-use crate::mask::{MissingAnnotationsMask, SourceBlock};
+use crate::mask::MissingAnnotationsMask;
 use crate::output::MaskOutput;
 
 /// A computed block on its way to the writers.
@@ -76,7 +80,7 @@ pub struct RunOptions {
     pub queue_depth: usize,
     /// Threads encoding and writing chunks (default 2, at least 1).
     pub writers: usize,
-    /// Threads reading and decoding blocks (default 2, at least 1).
+    /// Worker threads reading, decoding and computing blocks (default 2, at least 1).
     pub readers: usize,
 }
 
@@ -124,9 +128,9 @@ pub struct Summary {
     pub temporaries_removed: usize,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// Time the reader spent reading (and decoding) labels.
+    /// Time the workers spent reading (and decoding) labels (summed over workers).
     pub read_time: Duration,
-    /// Time spent computing masks.
+    /// Time the workers spent computing masks and counting trained voxels (summed over workers).
     pub compute_time: Duration,
     /// Time the writers spent encoding and writing chunks (summed over writers).
     pub write_time: Duration,
@@ -169,11 +173,9 @@ pub fn run(
     });
     progress(&state.lock().expect("progress lock").clone());
 
-    let (read_tx, read_rx) = sync_channel::<(Block, SourceBlock)>(depth);
     let (write_tx, write_rx) = sync_channel::<Computed>(depth);
-    // Shared by the writers; the first to fail drops it, which stops compute and then the reader.
+    // Shared by the writers; the first to fail drops it, which stops the workers.
     let write_rx = Mutex::new(Some(write_rx));
-    let todo = Arc::new(todo);
     let report = |block: &Block| {
         let mut p = state.lock().expect("progress lock");
         p.blocks_done += 1;
@@ -181,37 +183,38 @@ pub fn run(
         p.elapsed = start.elapsed();
         progress(&p);
     };
+    let equal = mask.plan().first_equal_channels();
     let next_block = AtomicUsize::new(0);
     let pool = BufferPool::default();
-    let (read_results, compute_result, write_results) = std::thread::scope(|scope| {
-        let readers: Vec<_> = (0..options.readers.max(1))
+    let (work_results, write_results) = std::thread::scope(|scope| {
+        let num_workers = options.readers.max(1);
+        let workers: Vec<_> = (0..num_workers)
             .map(|_| {
-                let queue = read_tx.clone();
-                let next_block = &next_block;
-                let todo = &todo;
-                scope.spawn(move || read_stage(mask, output, todo, next_block, queue))
+                let queue = write_tx.clone();
+                let work = Work {
+                    mask,
+                    output,
+                    todo: &todo,
+                    next: &next_block,
+                    equal: &equal,
+                    pool: &pool,
+                    workers: num_workers,
+                };
+                scope.spawn(move || work_stage(&work, queue))
             })
             .collect();
-        drop(read_tx);
+        drop(write_tx);
         let writers: Vec<_> = (0..options.writers.max(1))
             .map(|_| scope.spawn(|| write_stage(output, &write_rx, &pool, &report)))
             .collect();
-        let computed = compute_stage(mask, num_channels, read_rx, write_tx, &pool);
-        let read: Vec<_> = readers
-            .into_iter()
-            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect();
-        let written: Vec<_> = writers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect();
-        (read, computed, written)
+        let worked: Vec<Result<Worked, Error>> = workers.into_iter().map(join).collect();
+        let written: Vec<_> = writers.into_iter().map(join).collect();
+        (worked, written)
     });
-    let mut read_time = Duration::ZERO;
-    for result in read_results {
-        read_time += result?;
+    let mut done = Worked::new(num_channels);
+    for result in work_results {
+        done.add(&result?);
     }
-    let (trained, voxels, compute_time) = compute_result?;
     let (mut blocks_written, mut write_time) = (0, Duration::ZERO);
     for result in write_results {
         let (blocks, busy) = result?;
@@ -219,30 +222,86 @@ pub fn run(
         write_time += busy;
     }
     Ok(Summary {
-        trained,
-        voxels,
+        trained: done.trained,
+        voxels: done.voxels,
         blocks_written,
         blocks_skipped,
         temporaries_removed,
         elapsed: start.elapsed(),
-        read_time,
-        compute_time,
+        read_time: done.read_time,
+        compute_time: done.compute_time,
         write_time,
     })
 }
 
-/// Reads the source of blocks into the queue, taking the next block of `todo` each time (the
-/// readers share `next`, so blocks go out roughly in order). Stops early when the queue is
-/// closed (a later stage failed).
-fn read_stage(
-    mask: &MissingAnnotationsMask,
-    output: &MaskOutput,
-    todo: &[u64],
-    next: &AtomicUsize,
-    queue: SyncSender<(Block, SourceBlock)>,
-) -> Result<Duration, Error> {
-    let mut busy = Duration::ZERO;
-    while let Some(&k) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+/// What a worker shares with the others.
+struct Work<'a> {
+    mask: &'a MissingAnnotationsMask,
+    output: &'a MaskOutput,
+    /// The blocks of this run; the workers take the next one from `next`.
+    todo: &'a [u64],
+    next: &'a AtomicUsize,
+    /// [`crate::mask::PlanRef::first_equal_channels`] of the mask.
+    equal: &'a [Option<usize>],
+    pool: &'a BufferPool,
+    /// How many workers there are.
+    workers: usize,
+}
+
+/// What a worker did: per-channel trained voxels, voxels, and its busy times.
+struct Worked {
+    trained: Vec<u64>,
+    voxels: u64,
+    read_time: Duration,
+    compute_time: Duration,
+}
+
+impl Worked {
+    fn new(num_channels: usize) -> Self {
+        Self {
+            trained: vec![0; num_channels],
+            voxels: 0,
+            read_time: Duration::ZERO,
+            compute_time: Duration::ZERO,
+        }
+    }
+
+    fn add(&mut self, other: &Worked) {
+        for (t, o) in self.trained.iter_mut().zip(&other.trained) {
+            *t += o;
+        }
+        self.voxels += other.voxels;
+        self.read_time += other.read_time;
+        self.compute_time += other.compute_time;
+    }
+}
+
+/// The result of a stage's thread; its panic goes on in the caller.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Reads, computes and counts blocks, taking the next block of `todo` each time (the workers
+/// share `next`, so blocks go out roughly in order), and queues them for the writers. Stops
+/// early when the queue is closed (a writer failed).
+fn work_stage(work: &Work<'_>, queue: SyncSender<Computed>) -> Result<Worked, Error> {
+    let (mask, output) = (work.mask, work.output);
+    let mut done = Worked::new(work.equal.len());
+    // With a worker per engine thread or more, the blocks already keep every core busy: each
+    // worker computes its blocks on its own thread, where the labels it just decoded are in
+    // cache, instead of handing them to the shared pool.
+    let own_pool = (work.workers >= rayon::current_num_threads())
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .use_current_thread()
+                .build()
+                .ok()
+        })
+        .flatten();
+    while let Some(&k) = work.todo.get(work.next.fetch_add(1, Ordering::Relaxed)) {
         let block = output.grid().block(k);
         let region = VoxelRegion {
             start: block
@@ -255,46 +314,45 @@ fn read_stage(
         };
         let t = Instant::now();
         let source = mask.read_block(&region)?;
-        busy += t.elapsed();
-        if queue.send((block, source)).is_err() {
-            break;
-        }
-    }
-    Ok(busy)
-}
-
-/// Computes each block's mask and counts trained voxels per channel.
-fn compute_stage(
-    mask: &MissingAnnotationsMask,
-    num_channels: usize,
-    input: Receiver<(Block, SourceBlock)>,
-    output: SyncSender<Computed>,
-    pool: &BufferPool,
-) -> Result<(Vec<u64>, u64, Duration), Error> {
-    let mut trained = vec![0u64; num_channels];
-    let mut voxels = 0u64;
-    let mut busy = Duration::ZERO;
-    for (block, source) in input {
+        let read = t.elapsed();
         let n = block.num_voxels() as usize;
-        let t = Instant::now();
-        let mut data = pool
+        let mut data = work
+            .pool
             .lock()
             .expect("buffer pool lock")
             .pop()
             .unwrap_or_default();
-        data.resize(n * num_channels, 0);
-        mask.compute_block(&source, &mut data)?;
-        drop(source);
-        for (c, count) in trained.iter_mut().enumerate() {
-            *count += count_ones(&data[c * n..(c + 1) * n]);
+        data.resize(n * work.equal.len(), 0);
+        match &own_pool {
+            Some(pool) => pool.install(|| mask.compute_block(&source, &mut data))?,
+            None => mask.compute_block(&source, &mut data)?,
         }
-        busy += t.elapsed();
-        voxels += n as u64;
-        if output.send((block, data)).is_err() {
+        drop(source);
+        count_trained(&data, n, work.equal, &mut done.trained);
+        done.compute_time += t.elapsed() - read;
+        done.read_time += read;
+        done.voxels += n as u64;
+        if queue.send((block, data)).is_err() {
             break;
         }
     }
-    Ok((trained, voxels, busy))
+    Ok(done)
+}
+
+/// Adds the 1 voxels of each channel of `data` (channel-major, `n` voxels a channel) to
+/// `trained`, counting one channel of each kind (`equal`, see
+/// [`crate::mask::PlanRef::first_equal_channels`]): zeroed channels add nothing, and a channel equal to an
+/// earlier one adds that one's count.
+fn count_trained(data: &[u8], n: usize, equal: &[Option<usize>], trained: &mut [u64]) {
+    let mut counts = vec![0u64; equal.len()];
+    for (c, first) in equal.iter().enumerate() {
+        counts[c] = match *first {
+            None => 0,
+            Some(f) if f < c => counts[f],
+            Some(_) => count_ones(&data[c * n..(c + 1) * n]),
+        };
+        trained[c] += counts[c];
+    }
 }
 
 /// Encodes and writes blocks' chunks from the shared queue until it is empty and closed; calls
@@ -335,7 +393,7 @@ fn write_stage(
 mod tests {
     use super::*;
     use crate::output::OutputOptions;
-    use crate::{EngineChoice, MaskOptions, ZarrFormat, synth};
+    use crate::{EngineChoice, MaskOptions, MaskPolicy, ZarrFormat, synth};
 
     fn demo(dir: &std::path::Path) -> MissingAnnotationsMask {
         let crop = synth::write_demo_crop(dir, 40, ZarrFormat::V3).unwrap();
@@ -416,6 +474,43 @@ mod tests {
             let resumed = run(&mask, &out, &again, &|_| {}).unwrap();
             assert_eq!((resumed.blocks_written, resumed.blocks_skipped), (0, 45));
         }
+    }
+
+    #[test]
+    fn trained_counts_equal_the_mask_with_any_number_of_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let crop = synth::write_demo_crop(dir.path(), 40, ZarrFormat::V3).unwrap();
+        for policy in [MaskPolicy::WholeChannel, MaskPolicy::PerVoxel] {
+            let options = MaskOptions::default()
+                .engine(EngineChoice::Cpu)
+                .policy(policy);
+            let mask =
+                MissingAnnotationsMask::open(&crop, synth::demo_groupings(), options).unwrap();
+            let whole = mask.get(&mask.roi()).unwrap();
+            let want: Vec<u64> = whole
+                .outer_iter()
+                .map(|channel| channel.iter().map(|&v| u64::from(v)).sum())
+                .collect();
+            // One worker computes on the shared pool, more than the pool's threads on their own.
+            for readers in [1, rayon::current_num_threads() + 1] {
+                let path = dir.path().join(format!("{policy:?}_{readers}.zarr"));
+                let options = RunOptions {
+                    readers,
+                    ..RunOptions::default()
+                };
+                let summary = run(&mask, &output(&mask, &path), &options, &|_| {}).unwrap();
+                assert_eq!(summary.trained, want, "{policy:?}, {readers} workers");
+            }
+        }
+    }
+
+    #[test]
+    fn count_trained_counts_one_channel_of_each_kind() {
+        // Channels: 0 counted, 1 zeroed, 2 equal to 0, 3 counted; 4 voxels each.
+        let data = [1, 0, 1, 1, 9, 9, 9, 9, 7, 7, 7, 7, 0, 1, 0, 0];
+        let mut trained = vec![10, 10, 10, 10];
+        count_trained(&data, 4, &[Some(0), None, Some(0), Some(3)], &mut trained);
+        assert_eq!(trained, [13, 10, 13, 11]);
     }
 
     #[test]

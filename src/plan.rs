@@ -223,6 +223,47 @@ impl MaskPlan {
     pub fn words_per_set(&self) -> usize {
         words_for(self.num_channels())
     }
+
+    /// Per channel, the first channel whose mask is the same by construction (the channel
+    /// itself when no earlier one is), or `None` for a zeroed channel: a channel that is not
+    /// zeroed is `labels != background` with its missing ids knocked out under the per-voxel
+    /// policy (none under the whole-channel policy), so channels with the same knock-outs are
+    /// equal.
+    ///
+    /// ```
+    /// use std::collections::BTreeSet;
+    /// use annomask::{Groupings, MaskOptions, MaskPlan};
+    /// let g = Groupings::new([("mito", vec![3, 4]), ("er", vec![7]), ("all", vec![])])?;
+    /// let plan = MaskPlan::new(&g, &BTreeSet::from([4]), &MaskOptions::default());
+    /// assert_eq!(plan.first_equal_channels(), [None, Some(1), Some(1)]);
+    /// # Ok::<(), annomask::GroupingsError>(())
+    /// ```
+    pub fn first_equal_channels(&self) -> Vec<Option<usize>> {
+        first_equal(
+            self.channels
+                .iter()
+                .map(|c| (!c.zeroed).then_some(&c.missing)),
+        )
+    }
+}
+
+/// Per item, the index of the first item with an equal key (`None` where the key is `None`).
+pub(crate) fn first_equal<K: PartialEq>(
+    keys: impl Iterator<Item = Option<K>>,
+) -> Vec<Option<usize>> {
+    let mut seen: Vec<(K, usize)> = Vec::new();
+    keys.enumerate()
+        .map(|(c, key)| {
+            let key = key?;
+            Some(match seen.iter().find(|(k, _)| *k == key) {
+                Some(&(_, first)) => first,
+                None => {
+                    seen.push((key, c));
+                    c
+                }
+            })
+        })
+        .collect()
 }
 
 /// The entry of `id` in a table sorted by id, inserted with an empty channel set if absent.

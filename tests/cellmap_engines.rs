@@ -42,7 +42,11 @@ proptest! {
         let arrays = case.plan_arrays(&plan);
         let (want_mask, want_targets) = case.oracle();
         let (mask, t) = run(&case, targets, |m, t| cpu::compute_into(&plan, &slices(&arrays), m, t));
-        prop_assert_eq!(mask, want_mask);
+        prop_assert_eq!(&mask, &want_mask);
+        // Channels the plan calls zeroed or equal (the pipeline counts one of each) are.
+        if let Err(e) = common::check_equal_channels(&want_mask, case.voxels(), &plan.first_equal_channels()) {
+            prop_assert!(false, "{}", e);
+        }
         if let Some(t) = t {
             prop_assert_eq!(t, want_targets);
         }

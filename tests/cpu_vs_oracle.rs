@@ -26,9 +26,15 @@ proptest! {
         prop_assert_eq!(mask.shape(), &want_shape[..]);
         let want = common::oracle(&common::bits(&labels), &c.channels, &c.missing, c.background, c.per_voxel);
         prop_assert_eq!(mask.as_slice().unwrap(), &want[..]);
+        // Channels the plan calls zeroed or equal (the pipeline counts one of each) are.
+        let n = labels.as_slice().len();
+        let equal = plan.first_equal_channels();
+        prop_assert_eq!(equal.len(), c.channels.len());
+        if let Err(e) = common::check_equal_channels(&want, n, &equal) {
+            prop_assert!(false, "{}", e);
+        }
         // Every store mode and instruction set this CPU has gives the same bytes.
         // Bit-packed: each channel's bytes packed LSB first.
-        let n = labels.as_slice().len();
         let want_bits = pack_channels(&want, n);
         let want_targets = common::target_oracle(&common::bits(&labels), &c.channels, c.background);
         for tuning in cpu::Tuning::all() {

@@ -171,6 +171,17 @@ impl CropPlan {
     pub fn words_per_set(&self) -> usize {
         words_for(self.num_channels())
     }
+
+    /// Per channel, the first channel whose mask is the same by construction (the channel
+    /// itself when no earlier one is), or `None` for a zeroed channel: channels reading the
+    /// same classes are equal.
+    pub fn first_equal_channels(&self) -> Vec<Option<usize>> {
+        crate::plan::first_equal(
+            self.channels
+                .iter()
+                .map(|c| (!c.zeroed).then_some(&c.class_set)),
+        )
+    }
 }
 
 /// `name: rule` text of a class: when it is known, and when positive.

@@ -258,6 +258,28 @@ pub fn pack_channels(mask: &[u8], n: usize) -> Vec<u8> {
     out
 }
 
+/// Checks a plan's `first_equal_channels` against a mask the oracle computed (channel-major,
+/// `n` voxels a channel): `None` channels are 0 everywhere, and `Some(f)` names a channel at or
+/// before this one with the same bytes. Returns what is wrong.
+pub fn check_equal_channels(mask: &[u8], n: usize, equal: &[Option<usize>]) -> Result<(), String> {
+    let channel = |c: usize| &mask[c * n..(c + 1) * n];
+    for (c, first) in equal.iter().enumerate() {
+        match *first {
+            None if channel(c).iter().any(|&v| v != 0) => {
+                return Err(format!("channel {c} is said to be zeroed but has 1s"));
+            }
+            Some(f) if f > c => return Err(format!("channel {c} names a later channel {f}")),
+            Some(f) if channel(f) != channel(c) => {
+                return Err(format!(
+                    "channel {c} is said to equal channel {f} but differs"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The shared GPU engines of a test binary (default blocks, and blocks of 64 voxels), or `None`
 /// with the reason printed. Panics under `REQUIRE_GPU=1` when there is no adapter.
 pub fn gpus() -> Option<&'static (Arc<GpuEngine>, Arc<GpuEngine>)> {

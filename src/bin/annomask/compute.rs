@@ -62,15 +62,15 @@ pub struct ComputeArgs {
     /// Threads of the CPU engine (and of chunk decoding). Default: one per core.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     threads: Option<u64>,
-    /// Blocks waiting between read, compute and write (memory: about 2 x depth + 1 + readers +
-    /// writers blocks).
+    /// Computed blocks waiting to be written (memory: about depth + readers + writers blocks).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     queue_depth: u64,
     /// Threads encoding and writing chunks; more keep more writes in flight (slow or network
     /// storage).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     writers: u64,
-    /// Threads reading and decoding blocks.
+    /// Threads reading, decoding and computing blocks (each on its own thread when there are
+    /// at least as many as engine threads).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     readers: u64,
     /// No progress and no summary; errors only.
@@ -205,7 +205,7 @@ pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary, partial: 
         String::new()
     };
     say!(
-        "wrote {} block(s){skipped}{removed}: {} channels x {} voxels in {} ({}; busy: read {}, compute {}, write {} over all writers)",
+        "wrote {} block(s){skipped}{removed}: {} channels x {} voxels in {} ({}; busy, summed over threads: read {}, compute {}, write {})",
         summary.blocks_written,
         mask.num_channels(),
         summary.voxels,
