@@ -14,7 +14,8 @@
 //! block `k` is written, and a run takes about as long as its slowest stage, not the sum.
 //! Several writers keep more than one chunk write in flight, which hides per-file latency
 //! (`fsync`, network filesystems); chunks are independent and written atomically, so their
-//! order does not matter. At most `depth + workers + writers` blocks are alive at once,
+//! order does not matter. With no writers (`writers: 0`) each worker writes the blocks it
+//! computed itself: on fast local storage that beats handing each mask to another thread. At most `depth + workers + writers` blocks are alive at once,
 //! whatever the volume's size: the full volume and the full mask are never in memory.
 //! Per-channel counts of trained voxels are accumulated as blocks stream by, looking at one
 //! channel of each kind ([`crate::mask::PlanRef::first_equal_channels`]).
@@ -42,7 +43,7 @@
 //! ```
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Blocks waiting between two stages (default 2, at least 1).
     pub queue_depth: usize,
-    /// Threads encoding and writing chunks (default 2, at least 1).
+    /// Threads encoding and writing chunks (default 2). 0: each worker writes the blocks it
+    /// computed itself, with no queue (fastest on fast local storage, where handing a block to
+    /// another thread costs more than it hides).
     pub writers: usize,
     /// Worker threads reading, decoding and computing blocks (default 2, at least 1).
     pub readers: usize,
@@ -173,6 +176,7 @@ pub fn run(
     });
     progress(&state.lock().expect("progress lock").clone());
 
+    let inline = options.writers == 0;
     let (write_tx, write_rx) = sync_channel::<Computed>(depth);
     // Shared by the writers; the first to fail drops it, which stops the workers.
     let write_rx = Mutex::new(Some(write_rx));
@@ -185,12 +189,13 @@ pub fn run(
     };
     let equal = mask.plan().first_equal_channels();
     let next_block = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     let pool = BufferPool::default();
     let (work_results, write_results) = std::thread::scope(|scope| {
         let num_workers = options.readers.max(1);
         let workers: Vec<_> = (0..num_workers)
             .map(|_| {
-                let queue = write_tx.clone();
+                let queue = (!inline).then(|| write_tx.clone());
                 let work = Work {
                     mask,
                     output,
@@ -199,12 +204,14 @@ pub fn run(
                     equal: &equal,
                     pool: &pool,
                     workers: num_workers,
+                    stop: &stop,
+                    report: &report,
                 };
                 scope.spawn(move || work_stage(&work, queue))
             })
             .collect();
         drop(write_tx);
-        let writers: Vec<_> = (0..options.writers.max(1))
+        let writers: Vec<_> = (0..options.writers)
             .map(|_| scope.spawn(|| write_stage(output, &write_rx, &pool, &report)))
             .collect();
         let worked: Vec<Result<Worked, Error>> = workers.into_iter().map(join).collect();
@@ -215,7 +222,7 @@ pub fn run(
     for result in work_results {
         done.add(&result?);
     }
-    let (mut blocks_written, mut write_time) = (0, Duration::ZERO);
+    let (mut blocks_written, mut write_time) = (done.blocks_written, done.write_time);
     for result in write_results {
         let (blocks, busy) = result?;
         blocks_written += blocks;
@@ -246,14 +253,21 @@ struct Work<'a> {
     pool: &'a BufferPool,
     /// How many workers there are.
     workers: usize,
+    /// Set by the first worker that fails: the others stop before their next block.
+    stop: &'a AtomicBool,
+    /// Called after each block written, when the workers write their own blocks.
+    report: &'a (dyn Fn(&Block) + Sync),
 }
 
-/// What a worker did: per-channel trained voxels, voxels, and its busy times.
+/// What a worker did: per-channel trained voxels, voxels, blocks it wrote itself, and its busy
+/// times.
 struct Worked {
     trained: Vec<u64>,
     voxels: u64,
+    blocks_written: u64,
     read_time: Duration,
     compute_time: Duration,
+    write_time: Duration,
 }
 
 impl Worked {
@@ -261,8 +275,10 @@ impl Worked {
         Self {
             trained: vec![0; num_channels],
             voxels: 0,
+            blocks_written: 0,
             read_time: Duration::ZERO,
             compute_time: Duration::ZERO,
+            write_time: Duration::ZERO,
         }
     }
 
@@ -271,8 +287,10 @@ impl Worked {
             *t += o;
         }
         self.voxels += other.voxels;
+        self.blocks_written += other.blocks_written;
         self.read_time += other.read_time;
         self.compute_time += other.compute_time;
+        self.write_time += other.write_time;
     }
 }
 
@@ -284,9 +302,18 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
 }
 
 /// Reads, computes and counts blocks, taking the next block of `todo` each time (the workers
-/// share `next`, so blocks go out roughly in order), and queues them for the writers. Stops
-/// early when the queue is closed (a writer failed).
-fn work_stage(work: &Work<'_>, queue: SyncSender<Computed>) -> Result<Worked, Error> {
+/// share `next`, so blocks go out roughly in order), and queues them for the writers, or
+/// writes them itself without a `queue`. Stops early when the queue is closed (a writer
+/// failed) or another worker failed; on its own error, tells the others to stop.
+fn work_stage(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<Worked, Error> {
+    let result = work_blocks(work, queue);
+    if result.is_err() {
+        work.stop.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<Worked, Error> {
     let (mask, output) = (work.mask, work.output);
     let mut done = Worked::new(work.equal.len());
     // With a worker per engine thread or more, the blocks already keep every core busy: each
@@ -302,6 +329,9 @@ fn work_stage(work: &Work<'_>, queue: SyncSender<Computed>) -> Result<Worked, Er
         })
         .flatten();
     while let Some(&k) = work.todo.get(work.next.fetch_add(1, Ordering::Relaxed)) {
+        if work.stop.load(Ordering::Relaxed) {
+            break;
+        }
         let block = output.grid().block(k);
         let region = VoxelRegion {
             start: block
@@ -332,8 +362,20 @@ fn work_stage(work: &Work<'_>, queue: SyncSender<Computed>) -> Result<Worked, Er
         done.compute_time += t.elapsed() - read;
         done.read_time += read;
         done.voxels += n as u64;
-        if queue.send((block, data)).is_err() {
-            break;
+        match &queue {
+            Some(queue) => {
+                if queue.send((block, data)).is_err() {
+                    break;
+                }
+            }
+            None => {
+                let t = Instant::now();
+                output.write_block(&block, &data)?;
+                done.write_time += t.elapsed();
+                done.blocks_written += 1;
+                (work.report)(&block);
+                work.pool.lock().expect("buffer pool lock").push(data);
+            }
         }
     }
     Ok(done)
@@ -341,8 +383,8 @@ fn work_stage(work: &Work<'_>, queue: SyncSender<Computed>) -> Result<Worked, Er
 
 /// Adds the 1 voxels of each channel of `data` (channel-major, `n` voxels a channel) to
 /// `trained`, counting one channel of each kind (`equal`, see
-/// [`crate::mask::PlanRef::first_equal_channels`]): zeroed channels add nothing, and a channel equal to an
-/// earlier one adds that one's count.
+/// [`crate::mask::PlanRef::first_equal_channels`]): zeroed channels add nothing, and a channel
+/// equal to an earlier one adds that one's count.
 fn count_trained(data: &[u8], n: usize, equal: &[Option<usize>], trained: &mut [u64]) {
     let mut counts = vec![0u64; equal.len()];
     for (c, first) in equal.iter().enumerate() {
@@ -438,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mask = demo(dir.path());
         let mut reference = None;
-        for (depth, writers) in [(1, 1), (2, 2), (5, 4)] {
+        for (depth, writers) in [(1, 1), (2, 2), (5, 4), (2, 0)] {
             let path = dir.path().join(format!("m{depth}_{writers}.zarr"));
             let out = output(&mask, &path);
             let options = RunOptions {
@@ -523,7 +565,7 @@ mod tests {
         // Chunks [0, 2, y, x] go under `c/0/2/`: a file there makes their writes fail, midway.
         std::fs::create_dir_all(path.join("c/0")).unwrap();
         std::fs::write(path.join("c/0/2"), b"in the way").unwrap();
-        for writers in [1, 3] {
+        for writers in [0, 1, 3] {
             let options = RunOptions {
                 writers,
                 ..RunOptions::default()

@@ -174,6 +174,7 @@ fn bench_pipeline_runs_every_row_and_checks_the_python_mask() {
     assert!(stderr.contains("bench: round 2/2"), "{stderr}");
     for row in [
         "annomask compute (library pipeline)",
+        "  same, --writers 0 (readers write)",
         "zarrs read + write, no compute (ceiling)",
         "  same, atomic store (temp + fsync + rename)",
     ] {
@@ -214,7 +215,7 @@ fn bench_pipeline_runs_every_row_and_checks_the_python_mask() {
     assert!(report["config"].as_str().unwrap().contains("11 channels"));
     assert_eq!(report["voxels"], 8000);
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 3, "no Python rows: {report}");
+    assert_eq!(rows.len(), 4, "no Python rows: {report}");
     for row in rows {
         for field in [
             "best_seconds",
@@ -230,6 +231,7 @@ fn bench_pipeline_runs_every_row_and_checks_the_python_mask() {
         assert_eq!(row["seconds"].as_array().unwrap().len(), 1);
     }
     assert!(report["annomask_over_zarrs"].as_f64().unwrap() > 0.0);
+    assert!(report["annomask_inline_over_zarrs"].as_f64().unwrap() > 0.0);
     assert!(report["python_over_annomask"].is_null());
 }
 

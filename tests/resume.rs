@@ -118,7 +118,13 @@ fn killed_then_resumed_equals_uninterrupted() {
         .count();
     eprintln!("killed after {written} of {total} chunks, {temporaries} temporary file(s) left");
 
-    run_ok(compute(&labels, &groupings, &out, &["--resume"]));
+    // The resumed run writes from its readers (no writer threads): same bytes either way.
+    run_ok(compute(
+        &labels,
+        &groupings,
+        &out,
+        &["--resume", "--writers", "0"],
+    ));
     let resumed = files(&out);
     assert_eq!(
         resumed.keys().collect::<Vec<_>>(),
@@ -139,13 +145,20 @@ fn three_concurrent_shards_equal_one_run() {
         let whole = sub.join("whole.zarr");
         run_ok(compute(&labels, &groupings, &whole, &[]));
         let reference = files(&whole);
-        // The three processes start together, so they also race to create the metadata.
+        // The three processes start together, so they also race to create the metadata. Each
+        // writes with another number of writer threads (0: from its readers).
         let out = sub.join("sharded.zarr");
         let children: Vec<_> = (0..3)
             .map(|i| {
-                compute(&labels, &groupings, &out, &["--shard", &format!("{i}/3")])
-                    .spawn()
-                    .unwrap()
+                let (shard, writers) = (format!("{i}/3"), i.to_string());
+                compute(
+                    &labels,
+                    &groupings,
+                    &out,
+                    &["--shard", &shard, "--writers", &writers],
+                )
+                .spawn()
+                .unwrap()
             })
             .collect();
         for child in children {

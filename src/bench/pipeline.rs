@@ -7,7 +7,8 @@
 //!
 //! - **annomask compute**: the library pipeline as `annomask compute` runs it with default
 //!   settings: open the crop and its metadata, create the output, read, compute and write every
-//!   chunk (atomically, each `fsync`ed). The engine is chosen once, before the rounds.
+//!   chunk (atomically, each `fsync`ed). The engine is chosen once, before the rounds. The same
+//!   again with `--writers 0` (each reader writes the blocks it computed).
 //! - **zarrs read + write** (the ceiling): every input chunk read and decoded, and the mask chunk
 //!   of the same place encoded and written with the same codec (the bytes of annomask's own
 //!   output, kept in memory), parallel over chunks, through zarrs' `FilesystemStore`; nothing is
@@ -154,6 +155,8 @@ pub struct PipelineReport {
     pub voxels: u64,
     /// `annomask compute` through the library pipeline.
     pub annomask: PipelineRow,
+    /// The same with `--writers 0`.
+    pub annomask_inline: PipelineRow,
     /// Plain zarrs read + write (the ceiling).
     pub zarrs: PipelineRow,
     /// The same through the atomic store.
@@ -353,7 +356,7 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
     let mut notes = vec![format!("engine: {}", engine.describe())];
 
     // What `annomask compute` does, bar parsing its arguments and choosing the engine.
-    let compute = |out: &Path| -> Result<MaskOutput> {
+    let compute = |out: &Path, run: &RunOptions| -> Result<MaskOutput> {
         let mask = MissingAnnotationsMask::open_with_engine(
             &labels,
             groupings.clone(),
@@ -362,12 +365,16 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
             engine.clone(),
         )?;
         let output = MaskOutput::new(out, &mask, None, &OutputOptions::default())?;
-        pipeline::run(&mask, &output, &RunOptions::default(), &|_| {})?;
+        pipeline::run(&mask, &output, run, &|_| {})?;
         Ok(output)
     };
     // A first run, untimed: its chunks are the payload of the zarrs rows.
     let reference_out = dir.join("annomask_reference.zarr");
-    let payload = read_chunks(&compute(&reference_out)?)?;
+    let payload = read_chunks(&compute(&reference_out, &RunOptions::default())?)?;
+    let inline = RunOptions {
+        writers: 0,
+        ..RunOptions::default()
+    };
 
     let python = match &config.reference {
         None => {
@@ -383,6 +390,7 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
     };
 
     let mut annomask = PipelineRow::new("annomask compute (library pipeline)");
+    let mut annomask_inline = PipelineRow::new("  same, --writers 0 (readers write)");
     let mut zarrs = PipelineRow::new("zarrs read + write, no compute (ceiling)");
     let mut zarrs_atomic = PipelineRow::new("  same, atomic store (temp + fsync + rename)");
     let mut python_rows = python.as_ref().map(|_| {
@@ -401,9 +409,12 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
     let rounds = config.repeat.max(1);
     for round in 0..rounds {
         log(&format!("round {}/{rounds}", round + 1));
-        annomask
+        annomask.seconds.push(time(&mut || {
+            compute(&out, &RunOptions::default()).map(drop)
+        })?);
+        annomask_inline
             .seconds
-            .push(time(&mut || compute(&out).map(drop))?);
+            .push(time(&mut || compute(&out, &inline).map(drop))?);
         zarrs.seconds.push(time(&mut || {
             let store = FilesystemStore::new(&out).map_err(|e| storage(&out, "(open)", e))?;
             copy_chunks(&labels, &out, Arc::new(store), &payload)
@@ -443,6 +454,7 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
         machine: format!("{}, {} threads", cpu_model(), rayon::current_num_threads()),
         voxels: (size as u64).pow(3),
         annomask,
+        annomask_inline,
         zarrs,
         zarrs_atomic,
         python: python_rows,
@@ -452,7 +464,12 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
 
 impl PipelineReport {
     fn rows(&self) -> Vec<&PipelineRow> {
-        let mut rows = vec![&self.annomask, &self.zarrs, &self.zarrs_atomic];
+        let mut rows = vec![
+            &self.annomask,
+            &self.annomask_inline,
+            &self.zarrs,
+            &self.zarrs_atomic,
+        ];
         if let Some((a, b)) = &self.python {
             rows.extend([a, b]);
         }
@@ -490,6 +507,7 @@ impl PipelineReport {
             "rows": self.rows().into_iter().map(row).collect::<Vec<_>>(),
             "annomask_over_zarrs": self.annomask_over_zarrs(),
             "annomask_over_zarrs_atomic": self.annomask.best() / self.zarrs_atomic.best(),
+            "annomask_inline_over_zarrs": self.annomask_inline.best() / self.zarrs.best(),
             "python_over_annomask": self.python_over_annomask(),
             "python_job_over_annomask": self.python.as_ref().map(|(_, j)| j.best() / self.annomask.best()),
             "notes": self.notes,
@@ -519,9 +537,10 @@ impl fmt::Display for PipelineReport {
         }
         writeln!(
             f,
-            "annomask compute / plain zarrs read + write: {:.2}x (target <= 1.25x); / atomic store: {:.2}x",
+            "annomask compute / plain zarrs read + write: {:.2}x (target <= 1.25x); / atomic store: {:.2}x; with --writers 0: {:.2}x",
             self.annomask_over_zarrs(),
-            self.annomask.best() / self.zarrs_atomic.best()
+            self.annomask.best() / self.zarrs_atomic.best(),
+            self.annomask_inline.best() / self.zarrs.best()
         )?;
         if let Some(r) = self.python_over_annomask() {
             writeln!(

@@ -66,8 +66,8 @@ pub struct ComputeArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     queue_depth: u64,
     /// Threads encoding and writing chunks; more keep more writes in flight (slow or network
-    /// storage).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// storage). 0: each reader writes the blocks it computed (fast local storage).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
     writers: u64,
     /// Threads reading, decoding and computing blocks (each on its own thread when there are
     /// at least as many as engine threads).
