@@ -29,36 +29,14 @@ use super::plan::CropPlan;
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::gpu::buffers::GrowBuffer;
-use crate::gpu::layout::{blocks, label_upload, scatter};
+use crate::gpu::layout::{blocks, label_upload};
 use crate::gpu::pipeline::kernel_layouts;
-use crate::gpu::pipelined::{Dispatch, InFlight, run_blocks, submit_block, wait_mapped};
+use crate::gpu::pipelined::{Dispatch, InFlight, Slot, read_back, run_blocks, submit_block};
 use crate::gpu::{GpuContext, GpuEngine};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The WGSL source of the crop-group kernel.
 pub const CELLMAP_WGSL: &str = include_str!("../../shaders/cellmap.wgsl");
-
-/// One of the two alternating buffer sets.
-struct Slot {
-    params: GrowBuffer,
-    values: GrowBuffer,
-    out: GrowBuffer,
-    staging: GrowBuffer,
-    in_flight: Option<InFlight>,
-}
-
-impl Slot {
-    fn new() -> Self {
-        use wgpu::BufferUsages as U;
-        Self {
-            params: GrowBuffer::new("cellmap params", U::UNIFORM | U::COPY_DST),
-            values: GrowBuffer::new("cellmap values", U::STORAGE | U::COPY_DST),
-            out: GrowBuffer::new("cellmap out", U::STORAGE | U::COPY_SRC),
-            staging: GrowBuffer::new("cellmap staging", U::MAP_READ | U::COPY_DST),
-            in_flight: None,
-        }
-    }
-}
 
 /// The compiled crop-group kernel and its reusable buffers, held by a [`GpuEngine`].
 pub struct CellmapKernel {
@@ -91,17 +69,15 @@ impl CellmapKernel {
                     "cellmap plan",
                     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 ),
-                slots: [Slot::new(), Slot::new()],
+                slots: Slot::pair([
+                    "cellmap params",
+                    "cellmap values",
+                    "cellmap out",
+                    "cellmap staging",
+                ]),
             }
         })
     }
-}
-
-/// Where a block's results go.
-struct Outputs<'a> {
-    mask: &'a mut [u8],
-    targets: Option<&'a mut [u8]>,
-    n: usize,
 }
 
 impl GpuEngine {
@@ -154,7 +130,7 @@ impl GpuEngine {
         ctx.queue
             .write_buffer(&plan_buffer, 0, bytemuck::cast_slice(&plan_words));
         let block_voxels = self.crop_block_voxels(plan, &dtypes, with_targets);
-        let mut outputs = Outputs { mask, targets, n };
+        let mut outs: Vec<&mut [u8]> = std::iter::once(mask).chain(targets).collect();
         let CellmapKernel {
             bind_group_layout,
             pipeline,
@@ -172,7 +148,6 @@ impl GpuEngine {
         };
         run_blocks(
             slots,
-            |slot| &mut slot.in_flight,
             blocks(n, block_voxels),
             |slot, start, voxels| {
                 let block: Vec<LabelSlice<'_>> = classes
@@ -181,7 +156,17 @@ impl GpuEngine {
                     .collect();
                 call.submit(slot, &block, voxels)
             },
-            |slot, done| finish(ctx, slot, done, &mut outputs),
+            |slot, done| {
+                read_back(
+                    ctx,
+                    "cellmap readback",
+                    slot,
+                    done,
+                    &mut outs,
+                    n,
+                    MaskLayout::Bytes,
+                )
+            },
         )
     }
 }
@@ -214,8 +199,8 @@ impl Call<'_> {
         let out_bytes = layout::out_bytes(self.plan, quads, self.targets);
         let params_size = std::mem::size_of::<Params>() as u64;
         let params_buffer = slot.params.ensure(ctx, params_size)?.clone();
-        let values_buffer = slot.values.ensure(ctx, value_bytes)?.clone();
-        let out_buffer = slot.out.ensure(ctx, out_bytes)?.clone();
+        let values_buffer = slot.input.ensure(ctx, value_bytes)?.clone();
+        let out_buffer = slot.output.ensure(ctx, out_bytes)?.clone();
         let staging = slot.staging.ensure(ctx, out_bytes)?.clone();
         let dispatch = Dispatch {
             name: "cellmap",
@@ -247,48 +232,4 @@ impl Call<'_> {
             }
         })
     }
-}
-
-/// Waits for a block, copies its masks (and targets) into the outputs, unmaps the staging
-/// buffer.
-fn finish(
-    ctx: &GpuContext,
-    slot: &mut Slot,
-    block: InFlight,
-    outputs: &mut Outputs<'_>,
-) -> Result<(), GpuError> {
-    let staging = slot.staging.ensure(ctx, block.bytes)?;
-    let view = wait_mapped(
-        ctx,
-        "cellmap readback",
-        staging,
-        block.bytes,
-        block.submission,
-        &block.mapped,
-    )?;
-    {
-        let (mask_part, target_part) =
-            view.split_at(view.len() / (1 + outputs.targets.is_some() as usize));
-        scatter(
-            outputs.mask,
-            outputs.n,
-            block.start,
-            block.voxels,
-            MaskLayout::Bytes,
-            mask_part,
-        );
-        if let Some(t) = outputs.targets.as_deref_mut() {
-            scatter(
-                t,
-                outputs.n,
-                block.start,
-                block.voxels,
-                MaskLayout::Bytes,
-                target_part,
-            );
-        }
-    }
-    drop(view);
-    staging.unmap();
-    Ok(())
 }

@@ -34,7 +34,7 @@ use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
 use layout::Kernel;
 use pipeline::MaskPipelines;
-use pipelined::{Dispatch, InFlight, run_blocks, submit_block, wait_mapped};
+use pipelined::{Dispatch, Slot, read_back, run_blocks, submit_block};
 
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
@@ -51,28 +51,6 @@ enum Work {
     Compute,
     /// Only move the bytes (the transfer baseline of the benchmarks).
     TransferOnly,
-}
-
-/// One of the two alternating buffer sets.
-struct Slot {
-    params: GrowBuffer,
-    labels: GrowBuffer,
-    mask: GrowBuffer,
-    staging: GrowBuffer,
-    in_flight: Option<InFlight>,
-}
-
-impl Slot {
-    fn new() -> Self {
-        use wgpu::BufferUsages as U;
-        Self {
-            params: GrowBuffer::new("params", U::UNIFORM | U::COPY_DST),
-            labels: GrowBuffer::new("labels", U::STORAGE | U::COPY_DST),
-            mask: GrowBuffer::new("mask", U::STORAGE | U::COPY_SRC),
-            staging: GrowBuffer::new("staging", U::MAP_READ | U::COPY_DST),
-            in_flight: None,
-        }
-    }
 }
 
 /// Buffers shared by the calls of one engine.
@@ -120,7 +98,7 @@ impl GpuEngine {
                     "plan",
                     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 ),
-                slots: [Slot::new(), Slot::new()],
+                slots: Slot::pair(["params", "labels", "mask", "staging"]),
             }),
             max_block_voxels: DEFAULT_MAX_BLOCK_VOXELS,
             cellmap: Mutex::new(None),
@@ -257,7 +235,6 @@ impl GpuEngine {
         let block_voxels = self.block_voxels(channels * kernel.sections(), dtype.size());
         run_blocks(
             &mut buffers.slots,
-            |slot| &mut slot.in_flight,
             layout::blocks(n, block_voxels),
             |slot, start, voxels| {
                 let block = labels.slice(start..start + voxels);
@@ -265,7 +242,17 @@ impl GpuEngine {
                     self.block(slot, &pipeline, &plan_buffer, plan, block, kernel, work)?;
                 submit_block(&self.ctx, dispatch, voxels, upload)
             },
-            |slot, done| self.finish(slot, done, outs, n, kernel),
+            |slot, done| {
+                read_back(
+                    &self.ctx,
+                    "mask readback",
+                    slot,
+                    done,
+                    outs,
+                    n,
+                    kernel.layout(),
+                )
+            },
         )
     }
 
@@ -337,11 +324,11 @@ impl GpuEngine {
         let mask_bytes = sections * 4 * params.stride as u64 * plan.num_channels() as u64;
         let params_size = std::mem::size_of::<layout::Params>() as u64;
         slot.params.ensure(ctx, params_size)?;
-        slot.labels.ensure(ctx, label_bytes)?;
-        slot.mask.ensure(ctx, mask_bytes)?;
+        slot.input.ensure(ctx, label_bytes)?;
+        slot.output.ensure(ctx, mask_bytes)?;
         slot.staging.ensure(ctx, mask_bytes)?;
         let [params_buffer, labels_buffer, mask_buffer, staging] =
-            [&slot.params, &slot.labels, &slot.mask, &slot.staging]
+            [&slot.params, &slot.input, &slot.output, &slot.staging]
                 .map(|b| b.get().expect("ensured"));
         let (prefix, tail) = layout::label_upload(&block);
         let dispatch = Dispatch {
@@ -370,33 +357,5 @@ impl GpuEngine {
             }
         };
         Ok((dispatch, upload))
-    }
-
-    /// Waits for a block, copies each output section into its output, unmaps the staging
-    /// buffer.
-    fn finish(
-        &self,
-        slot: &mut Slot,
-        block: InFlight,
-        outs: &mut [&mut [u8]],
-        n: usize,
-        kernel: Kernel,
-    ) -> Result<(), GpuError> {
-        let staging = slot.staging.ensure(&self.ctx, block.bytes)?;
-        let view = wait_mapped(
-            &self.ctx,
-            "mask readback",
-            staging,
-            block.bytes,
-            block.submission,
-            &block.mapped,
-        )?;
-        let section = view.len() / kernel.sections();
-        for (out, part) in outs.iter_mut().zip(view.chunks(section)) {
-            layout::scatter(out, n, block.start, block.voxels, kernel.layout(), part);
-        }
-        drop(view);
-        staging.unmap();
-        Ok(())
     }
 }

@@ -3,9 +3,36 @@
 
 use std::sync::mpsc;
 
+use super::buffers::GrowBuffer;
 use super::context::GpuContext;
-use super::layout::grid;
+use super::layout::{grid, scatter};
+use crate::bits::MaskLayout;
 use crate::error::GpuError;
+
+/// One of a kernel's two alternating buffer sets: its params uniform, its input, its output,
+/// the staging buffer the output is read back through, and the block it holds in flight.
+pub(crate) struct Slot {
+    pub(crate) params: GrowBuffer,
+    pub(crate) input: GrowBuffer,
+    pub(crate) output: GrowBuffer,
+    pub(crate) staging: GrowBuffer,
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+impl Slot {
+    /// Two empty slots whose buffers are labelled `labels` (params, input, output, staging).
+    pub(crate) fn pair(labels: [&'static str; 4]) -> [Slot; 2] {
+        use wgpu::BufferUsages as U;
+        let [params, input, output, staging] = labels;
+        [(); 2].map(|()| Slot {
+            params: GrowBuffer::new(params, U::UNIFORM | U::COPY_DST),
+            input: GrowBuffer::new(input, U::STORAGE | U::COPY_DST),
+            output: GrowBuffer::new(output, U::STORAGE | U::COPY_SRC),
+            staging: GrowBuffer::new(staging, U::MAP_READ | U::COPY_DST),
+            in_flight: None,
+        })
+    }
+}
 
 /// A block in flight: submitted, its staging buffer being mapped.
 pub(crate) struct InFlight {
@@ -171,22 +198,22 @@ fn binding(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEnt
 /// `i % 2`: the block that slot held is finished first, then `submit(slot, start, voxels)`
 /// starts the new one. At the end, also after an error, the slots are drained in block order
 /// so no buffer stays mapped; the first error wins.
-pub(crate) fn run_blocks<S>(
-    slots: &mut [S; 2],
-    in_flight: fn(&mut S) -> &mut Option<InFlight>,
+pub(crate) fn run_blocks(
+    slots: &mut [Slot; 2],
     blocks: impl Iterator<Item = (usize, usize)>,
-    mut submit: impl FnMut(&mut S, usize, usize) -> Result<InFlight, GpuError>,
-    mut finish: impl FnMut(&mut S, InFlight) -> Result<(), GpuError>,
+    mut submit: impl FnMut(&mut Slot, usize, usize) -> Result<InFlight, GpuError>,
+    mut finish: impl FnMut(&mut Slot, InFlight) -> Result<(), GpuError>,
 ) -> Result<(), GpuError> {
     let mut result = Ok(());
     for (i, (start, voxels)) in blocks.enumerate() {
         let slot = &mut slots[i % 2];
-        let step = in_flight(slot)
+        let step = slot
+            .in_flight
             .take()
             .map_or(Ok(()), |done| finish(slot, done))
             .and_then(|()| submit(slot, start, voxels));
         match step {
-            Ok(submitted) => *in_flight(slot) = Some(InFlight { start, ..submitted }),
+            Ok(submitted) => slot.in_flight = Some(InFlight { start, ..submitted }),
             Err(e) => {
                 result = Err(e);
                 break;
@@ -194,18 +221,48 @@ pub(crate) fn run_blocks<S>(
         }
     }
     let mut pending: Vec<(usize, usize)> = (0..2)
-        .filter_map(|s| in_flight(&mut slots[s]).as_ref().map(|f| (f.start, s)))
+        .filter_map(|s| slots[s].in_flight.as_ref().map(|f| (f.start, s)))
         .collect();
     pending.sort_unstable();
     for (_, s) in pending {
         let slot = &mut slots[s];
-        let done = in_flight(slot).take().expect("listed as in flight");
+        let done = slot.in_flight.take().expect("listed as in flight");
         let r = finish(slot, done);
         if result.is_ok() {
             result = r;
         }
     }
     result
+}
+
+/// Waits for `block`, copies each of the equal sections of its output into the output of
+/// the same index in `outs` (channel-major over `n` voxels, in `layout`), and unmaps the
+/// staging buffer. A failure is named `operation`.
+pub(crate) fn read_back(
+    ctx: &GpuContext,
+    operation: &str,
+    slot: &mut Slot,
+    block: InFlight,
+    outs: &mut [&mut [u8]],
+    n: usize,
+    layout: MaskLayout,
+) -> Result<(), GpuError> {
+    let staging = slot.staging.ensure(ctx, block.bytes)?;
+    let view = wait_mapped(
+        ctx,
+        operation,
+        staging,
+        block.bytes,
+        block.submission,
+        &block.mapped,
+    )?;
+    let section = view.len() / outs.len();
+    for (out, part) in outs.iter_mut().zip(view.chunks(section)) {
+        scatter(out, n, block.start, block.voxels, layout, part);
+    }
+    drop(view);
+    staging.unmap();
+    Ok(())
 }
 
 /// Waits for `submission`, then for the mapping of the first `bytes` of `staging` that was
