@@ -122,13 +122,9 @@ impl GpuEngine {
         let kernel = guard.as_mut().expect("built above");
         let dtypes: Vec<LabelDtype> = classes.iter().map(LabelSlice::dtype).collect();
         let with_targets = targets.is_some();
-        let plan_words = layout::plan_words(plan, &dtypes);
         let plan_buffer = kernel
             .plan
-            .ensure(ctx, 4 * plan_words.len() as u64)?
-            .clone();
-        ctx.queue
-            .write_buffer(&plan_buffer, 0, bytemuck::cast_slice(&plan_words));
+            .upload_words(ctx, &layout::plan_words(plan, &dtypes))?;
         let block_voxels = self.crop_block_voxels(plan, &dtypes, with_targets);
         let mut outs: Vec<&mut [u8]> = std::iter::once(mask).chain(targets).collect();
         let CellmapKernel {

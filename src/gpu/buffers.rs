@@ -43,6 +43,18 @@ impl GrowBuffer {
         Ok(self.buffer.as_ref().expect("allocated above"))
     }
 
+    /// Writes `words` at the start of the buffer (grown to hold them) and returns it.
+    pub fn upload_words(
+        &mut self,
+        ctx: &GpuContext,
+        words: &[u32],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let buffer = self.ensure(ctx, 4 * words.len() as u64)?.clone();
+        ctx.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(words));
+        Ok(buffer)
+    }
+
     /// The current buffer, if one was allocated.
     pub fn get(&self) -> Option<&wgpu::Buffer> {
         self.buffer.as_ref()

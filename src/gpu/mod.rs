@@ -231,7 +231,9 @@ impl GpuEngine {
         let pipeline = self.pipelines.get(&self.ctx, dtype, kernel)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
-        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
+        let plan_buffer = buffers
+            .plan
+            .upload_words(&self.ctx, &layout::plan_words(plan))?;
         let block_voxels = self.block_voxels(channels * kernel.sections(), dtype.size());
         run_blocks(
             &mut buffers.slots,
@@ -269,7 +271,9 @@ impl GpuEngine {
         let pipeline = self.pipelines.get(&self.ctx, labels.dtype(), kernel)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let buffers = &mut *guard;
-        let plan_buffer = self.upload_plan(&mut buffers.plan, plan)?;
+        let plan_buffer = buffers
+            .plan
+            .upload_words(&self.ctx, &layout::plan_words(plan))?;
         let channels = plan.num_channels() * kernel.sections();
         let block_voxels = self.block_voxels(channels, labels.dtype().size());
         for (start, voxels) in layout::blocks(labels.len(), block_voxels) {
@@ -287,20 +291,6 @@ impl GpuEngine {
             f(start, voxels, dispatch, Box::new(upload))?;
         }
         Ok(())
-    }
-
-    /// Writes the plan words into the (grown on demand) plan buffer.
-    fn upload_plan(
-        &self,
-        buffer: &mut GrowBuffer,
-        plan: &MaskPlan,
-    ) -> Result<wgpu::Buffer, GpuError> {
-        let words = layout::plan_words(plan);
-        let buffer = buffer.ensure(&self.ctx, 4 * words.len() as u64)?.clone();
-        self.ctx
-            .queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
-        Ok(buffer)
     }
 
     /// Sizes the slot's buffers for one block and describes its dispatch; the returned closure
