@@ -9,19 +9,20 @@
 //! mask at once, while the labels are still in the worker's cache; the workers share the engine
 //! (the GPU engine takes one block at a time, the other worker reads meanwhile). With at least
 //! as many workers as CPU engine threads, each worker computes on its own thread; with fewer,
-//! the CPU engine spreads each block over its thread pool. Writers
-//! (default 2) encode and write the computed blocks, so block `k+1` is read and computed while
-//! block `k` is written, and a run takes about as long as its slowest stage, not the sum.
-//! Several writers keep more than one chunk write in flight, which hides per-file latency
-//! (`fsync`, network filesystems); chunks are independent and written atomically, so their
-//! order does not matter. With no writers (`writers: 0`) each worker writes the blocks it
-//! computed itself: on fast local storage that beats handing each mask to another thread. At most `depth + workers + writers` blocks are alive at once,
-//! whatever the volume's size: the full volume and the full mask are never in memory.
-//! Per-channel counts of trained voxels are accumulated as blocks stream by, looking at one
-//! channel of each kind ([`crate::mask::PlanRef::first_equal_channels`]).
+//! the CPU engine spreads each block over its thread pool. Writers (default 2) encode and write
+//! the computed blocks, so block `k+1` is read and computed while block `k` is written, and a
+//! run takes about as long as its slowest stage, not the sum. Several writers keep more than
+//! one chunk write in flight, which hides per-file latency (`fsync`, network filesystems);
+//! chunks are independent and written atomically, so their order does not matter. With no
+//! writers (`writers: 0`) each worker writes the blocks it computed itself: on fast local
+//! storage that beats handing each mask to another thread. At most `depth + workers + writers`
+//! blocks are alive at once, whatever the volume's size: the full volume and the full mask are
+//! never in memory. Per-channel counts of trained voxels are accumulated as blocks stream by,
+//! looking at one channel of each kind ([`crate::mask::PlanRef::first_equal_channels`]).
 //!
-//! The first error of any stage stops the run: the stage drops its queue ends, the others see
-//! a closed queue and stop, and the error is returned. Chunks written before it are complete
+//! The first error of any stage stops the run: a failed writer drops the queue, so the workers
+//! stop at their next block, and a failed worker tells the others to stop before their next
+//! block; the error is returned. Chunks written before it are complete
 //! (they are written atomically) and a `resume` run continues from them.
 //!
 //! ```
@@ -77,7 +78,7 @@ pub struct RunOptions {
     pub shard: Shard,
     /// Skip blocks whose chunks are all stored already.
     pub resume: bool,
-    /// Blocks waiting between two stages (default 2, at least 1).
+    /// Computed blocks waiting for the writers (default 2, at least 1).
     pub queue_depth: usize,
     /// Threads encoding and writing chunks (default 2). 0: each worker writes the blocks it
     /// computed itself, with no queue (fastest on fast local storage, where handing a block to
@@ -188,11 +189,16 @@ pub fn run(
         progress(&p);
     };
     let equal = mask.plan().first_equal_channels();
+    let num_workers = options.readers.max(1);
     let next_block = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let pool = BufferPool::default();
+    let sink = Sink {
+        output,
+        pool: &pool,
+        report: &report,
+    };
     let (work_results, write_results) = std::thread::scope(|scope| {
-        let num_workers = options.readers.max(1);
         let workers: Vec<_> = (0..num_workers)
             .map(|_| {
                 let queue = (!inline).then(|| write_tx.clone());
@@ -202,17 +208,19 @@ pub fn run(
                     todo: &todo,
                     next: &next_block,
                     equal: &equal,
-                    pool: &pool,
-                    workers: num_workers,
+                    own_thread: num_workers >= rayon::current_num_threads(),
                     stop: &stop,
-                    report: &report,
+                    sink,
                 };
                 scope.spawn(move || work_stage(&work, queue))
             })
             .collect();
         drop(write_tx);
         let writers: Vec<_> = (0..options.writers)
-            .map(|_| scope.spawn(|| write_stage(output, &write_rx, &pool, &report)))
+            .map(|_| {
+                let queue = &write_rx;
+                scope.spawn(move || write_stage(&sink, queue))
+            })
             .collect();
         let worked: Vec<Result<Worked, Error>> = workers.into_iter().map(join).collect();
         let written: Vec<_> = writers.into_iter().map(join).collect();
@@ -250,13 +258,37 @@ struct Work<'a> {
     next: &'a AtomicUsize,
     /// [`crate::mask::PlanRef::first_equal_channels`] of the mask.
     equal: &'a [Option<usize>],
-    pool: &'a BufferPool,
-    /// How many workers there are.
-    workers: usize,
+    /// Compute on the worker's own thread (there are at least as many workers as engine
+    /// threads), not on the engine's shared pool.
+    own_thread: bool,
     /// Set by the first worker that fails: the others stop before their next block.
     stop: &'a AtomicBool,
-    /// Called after each block written, when the workers write their own blocks.
+    /// Where computed blocks go when the workers write their own blocks; its pool also lends
+    /// the workers their mask buffers.
+    sink: Sink<'a>,
+}
+
+/// Writes computed blocks: a writer thread's, or each worker's with no writers.
+#[derive(Clone, Copy)]
+struct Sink<'a> {
+    output: &'a MaskOutput,
+    /// Mask buffers handed back after writing, for the next blocks.
+    pool: &'a BufferPool,
+    /// Called after each block written.
     report: &'a (dyn Fn(&Block) + Sync),
+}
+
+impl Sink<'_> {
+    /// Encodes and writes `block`'s chunks from `data`, reports the block, and returns `data` to
+    /// the pool; returns the time it took.
+    fn write(&self, block: &Block, data: Vec<u8>) -> Result<Duration, Error> {
+        let t = Instant::now();
+        self.output.write_block(block, &data)?;
+        let busy = t.elapsed();
+        (self.report)(block);
+        self.pool.lock().expect("buffer pool lock").push(data);
+        Ok(busy)
+    }
 }
 
 /// What a worker did: per-channel trained voxels, voxels, blocks it wrote itself, and its busy
@@ -319,7 +351,8 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
     // With a worker per engine thread or more, the blocks already keep every core busy: each
     // worker computes its blocks on its own thread, where the labels it just decoded are in
     // cache, instead of handing them to the shared pool.
-    let own_pool = (work.workers >= rayon::current_num_threads())
+    let own_pool = work
+        .own_thread
         .then(|| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(1)
@@ -347,6 +380,7 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
         let read = t.elapsed();
         let n = block.num_voxels() as usize;
         let mut data = work
+            .sink
             .pool
             .lock()
             .expect("buffer pool lock")
@@ -369,12 +403,8 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
                 }
             }
             None => {
-                let t = Instant::now();
-                output.write_block(&block, &data)?;
-                done.write_time += t.elapsed();
+                done.write_time += work.sink.write(&block, data)?;
                 done.blocks_written += 1;
-                (work.report)(&block);
-                work.pool.lock().expect("buffer pool lock").push(data);
             }
         }
     }
@@ -397,14 +427,9 @@ fn count_trained(data: &[u8], n: usize, equal: &[Option<usize>], trained: &mut [
     }
 }
 
-/// Encodes and writes blocks' chunks from the shared queue until it is empty and closed; calls
-/// `done` after each block. On an error, drops the queue (stopping the run) and returns it.
-fn write_stage(
-    output: &MaskOutput,
-    input: &WriterQueue,
-    pool: &BufferPool,
-    done: &(dyn Fn(&Block) + Sync),
-) -> Result<(u64, Duration), Error> {
+/// Writes blocks from the shared queue through `sink` until it is empty and closed. On an
+/// error, drops the queue (stopping the run) and returns it.
+fn write_stage(sink: &Sink<'_>, input: &WriterQueue) -> Result<(u64, Duration), Error> {
     let mut written = 0;
     let mut busy = Duration::ZERO;
     loop {
@@ -418,15 +443,14 @@ fn write_stage(
         let Some((block, data)) = next else {
             break;
         };
-        let t = Instant::now();
-        if let Err(e) = output.write_block(&block, &data) {
-            input.lock().expect("writer queue lock").take();
-            return Err(e);
+        match sink.write(&block, data) {
+            Ok(t) => busy += t,
+            Err(e) => {
+                input.lock().expect("writer queue lock").take();
+                return Err(e);
+            }
         }
-        busy += t.elapsed();
         written += 1;
-        done(&block);
-        pool.lock().expect("buffer pool lock").push(data);
     }
     Ok((written, busy))
 }
