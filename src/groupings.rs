@@ -39,7 +39,10 @@ pub struct Groupings {
 const API: &str = "<groupings>";
 
 impl Groupings {
-    /// Groupings from `(name, ids)` pairs, validated: names unique and non-empty.
+    /// Groupings from `(name, ids)` pairs, validated: names unique and non-empty. No channels
+    /// at all is allowed here (the mask then has shape `(0, ...)` and no output can be written
+    /// of it); groupings parsed from text or a file must list at least one channel
+    /// ([`GroupingsError::NoChannels`], naming the file).
     ///
     /// ```
     /// use annomask::Groupings;
@@ -83,7 +86,7 @@ impl Groupings {
     }
 
     /// Groupings from a JSON value: a list of `[name, [ids]]` pairs, or an object holding one
-    /// under `groupings`.
+    /// under `groupings`; at least one ([`GroupingsError::NoChannels`]).
     pub fn from_value(value: &Value, source_name: &str) -> Result<Self, GroupingsError> {
         let channels = raw_channels(value, source_name)?
             .into_iter()
@@ -428,8 +431,55 @@ fn toml_value(text: &str, source_name: &str) -> Result<Value, GroupingsError> {
         source_name: source_name.to_string(),
         message,
     };
-    let table: toml::Table = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
-    serde_json::to_value(table).map_err(|e| parse(e.to_string()))
+    let table: toml::Table = toml::from_str(text).map_err(|e| parse(toml_error(text, &e)))?;
+    serde_json::to_value(table).map_err(|e| parse(one_line(&e.to_string())))
+}
+
+/// A TOML parse error in one line: `line L, column C: message` (the parser's own rendering
+/// spans several lines: a snippet of the text with carets under the fault). An integer out
+/// of TOML's range (64-bit signed) says that ids from 2^63 up need JSON groupings.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = one_line(error.message());
+    let Some(span) = error.span().filter(|s| s.start <= text.len()) else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let literal = text.get(span.clone()).unwrap_or_default().trim();
+    let message = if is_integer_literal(literal) {
+        format!(
+            "integer {literal} is out of range: TOML integers are 64-bit signed, so ids of 2^63 \
+             (9223372036854775808) and above cannot be written in TOML; give such groupings as \
+             JSON"
+        )
+    } else {
+        message
+    };
+    format!("TOML line {line}, column {column}: {message}")
+}
+
+/// Whether `s` is a TOML integer literal (decimal with sign and `_`, or 0x / 0o / 0b).
+fn is_integer_literal(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (digits, radix) = match s.get(..2) {
+        Some("0x") => (&s[2..], 16),
+        Some("0o") => (&s[2..], 8),
+        Some("0b") => (&s[2..], 2),
+        _ => (s, 10),
+    };
+    digits.chars().any(|c| c.is_digit(radix))
+        && digits.chars().all(|c| c == '_' || c.is_digit(radix))
+}
+
+/// `message` with its lines joined by `; `.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The groupings value of a file (TOML if the name ends in `.toml`, JSON otherwise) and the
@@ -457,8 +507,13 @@ pub(crate) fn raw_channels(
         source_name: source_name.to_string(),
         message,
     };
+    let no_channels = || GroupingsError::NoChannels {
+        source_name: source_name.to_string(),
+    };
     let list = match value {
         Value::Array(list) => list,
+        // An empty object: an empty (or comments-only) TOML file.
+        Value::Object(obj) if obj.is_empty() => return Err(no_channels()),
         Value::Object(obj) => match obj.get("groupings") {
             Some(Value::Array(list)) => list,
             _ => {
@@ -469,6 +524,9 @@ pub(crate) fn raw_channels(
         },
         _ => return Err(parse("expected a list of [name, [ids]] pairs".into())),
     };
+    if list.is_empty() {
+        return Err(no_channels());
+    }
     list.iter()
         .enumerate()
         .map(|(i, pair)| match pair.as_array().map(Vec::as_slice) {
@@ -496,6 +554,92 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(a.channels()[1].ids, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn toml_errors_are_one_line() {
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "groupings = [[\"a\", [1, 2]]\n",
+                &[
+                    "g.toml: groupings are not valid: TOML line 1, column 27: ",
+                    "unclosed array",
+                ],
+            ),
+            (
+                "# ids\ngroupings = [\n  [\"a\", [1]],\n  [\"b\" [2]],\n]\n",
+                &["TOML line 4, column "],
+            ),
+            (
+                "groupings = [[\"a\", [3, 9223372036854775808]]]\n",
+                &[
+                    "TOML line 1, column 24: integer 9223372036854775808 is out of range",
+                    "2^63",
+                    "JSON",
+                ],
+            ),
+            (
+                "groupings = [[\"a\", [0xffff_ffff_ffff_ffff]]]\n",
+                &["integer 0xffff_ffff_ffff_ffff is out of range", "JSON"],
+            ),
+        ];
+        for (text, want) in cases {
+            let msg = ChannelGroupings::from_toml_str(text, "g.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(!msg.contains('\n'), "{text:?}: not one line: {msg}");
+            assert!(!msg.contains(" | "), "{text:?}: has a snippet: {msg}");
+            assert!(msg.starts_with("g.toml: "), "{msg}");
+            for w in want {
+                assert!(msg.contains(w), "{text:?}: {msg} lacks {w:?}");
+            }
+        }
+        // The largest TOML integer is still an id; the same id as JSON goes beyond it.
+        let g =
+            Groupings::from_toml_str("groupings = [[\"a\", [9223372036854775807]]]", "t").unwrap();
+        assert_eq!(g.channels()[0].ids, [i64::MAX as u64]);
+        assert!(Groupings::from_json_str(r#"[["a", [9223372036854775808]]]"#, "j").is_ok());
+    }
+
+    #[test]
+    fn no_channels_blame_the_groupings() {
+        let texts = [
+            ("g.json", "[]"),
+            ("g.json", r#"{"groupings": []}"#),
+            ("g.toml", ""),
+            ("g.toml", "# nothing yet\n"),
+            ("g.toml", "groupings = []\n"),
+        ];
+        for (name, text) in texts {
+            let value = if name.ends_with(".toml") {
+                toml_value(text, name).unwrap()
+            } else {
+                json_value(text, name).unwrap()
+            };
+            for err in [
+                Groupings::from_value(&value, name).unwrap_err(),
+                ClassGroupings::from_value(&value, name).unwrap_err(),
+                ChannelGroupings::from_value(&value, name).unwrap_err(),
+            ] {
+                assert_eq!(
+                    err,
+                    GroupingsError::NoChannels {
+                        source_name: name.into()
+                    },
+                    "{name}: {text:?}"
+                );
+                assert!(
+                    err.to_string()
+                        .starts_with(&format!("{name}: the groupings have no channels")),
+                    "{err}"
+                );
+            }
+        }
+        // A TOML file with other keys but no `groupings` is still told where to put them.
+        let msg = Groupings::from_toml_str("channels = []\n", "g.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("under `groupings`"), "{msg}");
     }
 
     #[test]

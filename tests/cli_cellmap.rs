@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use annomask::cellmap::synth;
 use annomask::zarr_array::Compression;
@@ -607,5 +608,114 @@ fn every_bad_crop_input_is_one_clear_error_and_nothing_is_written() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         fails(&args, wants);
         assert!(!Path::new(&out).exists(), "{args:?} wrote {out}");
+    }
+}
+
+/// Hostile crop groups (issue 12): a root `zarr.json` cut short, a zarr group without
+/// `cellmap` attributes, a scale the multiscales list but whose array is gone, and metadata
+/// files that are FIFOs (which must not block the run) are each one `error:` line naming the
+/// file, group or array at fault.
+#[test]
+fn broken_crop_groups_are_named_for_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = case();
+    let classes = groupings_file(dir.path(), &case).display().to_string();
+    let out = dir.path().join("out.zarr").display().to_string();
+    let run = |verb: &str, input: &Path, wants: &[&str]| {
+        let input = input.display().to_string();
+        let args: Vec<&str> = match verb {
+            "compute" => vec![
+                "compute",
+                "--engine",
+                "cpu",
+                &input,
+                "--groupings",
+                &classes,
+                "--out",
+                &out,
+            ],
+            _ => vec!["inspect", &input],
+        };
+        fails(&args, wants);
+        assert!(!Path::new(&out).exists(), "{args:?} wrote {out}");
+    };
+
+    // The crop group's own zarr.json, cut short.
+    let cut = write(dir.path(), "cut", &case, ZarrFormat::V3);
+    let meta = cut.join("zarr.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, &text[..text.len() / 2]).unwrap();
+    let want = format!(
+        "error: {}: zarr metadata is truncated or not valid JSON (",
+        meta.display()
+    );
+    run("compute", &cut, &[&want]);
+    run("inspect", &cut, &[&want]);
+
+    // A v2 and a v3 group without `cellmap` attributes (the crop's, replaced).
+    for format in [ZarrFormat::V2, ZarrFormat::V3] {
+        let plain = write(
+            dir.path(),
+            &format!("plain{}", format.number()),
+            &case,
+            format,
+        );
+        match format {
+            ZarrFormat::V2 => std::fs::write(plain.join(".zattrs"), "{}").unwrap(),
+            ZarrFormat::V3 => std::fs::write(
+                plain.join("zarr.json"),
+                r#"{"zarr_format": 3, "node_type": "group", "attributes": {"note": 1}}"#,
+            )
+            .unwrap(),
+        }
+        let want = format!(
+            "error: {}: a zarr group without CellMap crop-group attributes (cellmap.annotation)",
+            plain.display()
+        );
+        run(
+            "compute",
+            &plain,
+            &[&want, "neither a crop group nor a label array"],
+        );
+        run("inspect", &plain, &[&want]);
+    }
+
+    // A scale its class lists, with the array gone.
+    let gone = write(dir.path(), "gone", &case, ZarrFormat::V2);
+    std::fs::remove_dir_all(gone.join("mito_lum/s0")).unwrap();
+    let want = format!(
+        "error: {}: class \"mito_lum\": scale \"s0\" is listed in its multiscales but its array \
+         {} is missing",
+        gone.join("mito_lum").display(),
+        gone.join("mito_lum/s0").display()
+    );
+    run("compute", &gone, &[&want]);
+
+    // FIFOs in place of the crop's and a class's metadata: refused at once, never read.
+    for (name, file) in [("fifo_root", "zarr.json"), ("fifo_class", "nuc/zarr.json")] {
+        let crop = write(dir.path(), name, &case, ZarrFormat::V3);
+        let fifo = crop.join(file);
+        std::fs::remove_file(&fifo).unwrap();
+        let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        for verb in ["compute", "inspect"] {
+            let input = crop.display().to_string();
+            let mut cmd = annomask();
+            match verb {
+                "compute" => cmd
+                    .args(["compute", "--engine", "cpu", &input, "--groupings"])
+                    .args([&classes, "--out", &out]),
+                _ => cmd.args(["inspect", &input]),
+            };
+            let assert = cmd.timeout(Duration::from_secs(60)).assert().code(1);
+            let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert_eq!(lines.len(), 1, "{verb} {name}: {stderr}");
+            assert!(
+                lines[0].starts_with(&format!("error: {}: is not a regular file", fifo.display())),
+                "{verb} {name}: {stderr}"
+            );
+            assert!(!Path::new(&out).exists());
+        }
     }
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use annomask::synth::write_labels;
 use annomask::zarr_array::{ArraySpec, Compression, create_array};
 use annomask::{
-    EngineChoice, Error, GeometryError, Groupings, GroupingsError, LabelDtype, MaskOptions,
-    MetadataError, MissingAnnotationsMask, Roi, StorageError, ZarrFormat,
+    CropError, EngineChoice, Error, GeometryError, Groupings, GroupingsError, LabelDtype,
+    MaskOptions, MetadataError, MissingAnnotationsMask, Roi, StorageError, ZarrFormat,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 fn opts() -> MaskOptions {
     MaskOptions::default().engine(EngineChoice::Cpu)
@@ -97,17 +97,72 @@ fn missing_path_and_not_an_array() {
         "{err}"
     );
     assert!(err.to_string().contains("nowhere.zarr"));
-    let group = dir.path().join("group.zarr");
-    annomask::zarr_array::create_group(&group, ZarrFormat::V2, &Map::new()).unwrap();
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    for p in [group, empty] {
-        let err = open_err(&p);
+    let err = open_err(&empty);
+    assert!(
+        matches!(err, Error::Storage(StorageError::NotAnArray { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&empty.display().to_string()),
+        "{err}"
+    );
+}
+
+/// A zarr group without `cellmap` attributes, or zarr metadata that is truncated, is said to
+/// be so (issue 12), not "not a zarr array: error parsing metadata ... expected string array".
+#[test]
+fn a_plain_group_or_truncated_metadata_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in [ZarrFormat::V2, ZarrFormat::V3] {
+        let group = dir.path().join(format!("group{}.zarr", format.number()));
+        let attrs = json!({"note": "not cellmap"}).as_object().unwrap().clone();
+        annomask::zarr_array::create_group(&group, format, &attrs).unwrap();
+        let err = open_err(&group);
         assert!(
-            matches!(err, Error::Storage(StorageError::NotAnArray { .. })),
+            matches!(&err, Error::Crop(CropError::NotACropGroup { path, .. }) if *path == group.display().to_string()),
             "{err}"
         );
-        assert!(err.to_string().contains(&p.display().to_string()), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{}: a zarr group without CellMap crop-group attributes (cellmap.annotation)",
+                group.display()
+            )),
+            "{err}"
+        );
+        // With an array inside, the message points at it.
+        crop(&group, "labels", good_meta());
+        let msg = open_err(&group).to_string();
+        assert!(
+            msg.ends_with(&format!(
+                "give one of its arrays, e.g. {}",
+                group.join("labels").display()
+            )),
+            "{msg}"
+        );
+    }
+    // A label array and a crop group whose metadata file is cut short.
+    let labels = crop(dir.path(), "cut.zarr", good_meta());
+    let crop_group =
+        annomask::cellmap::synth::write_demo_crop(&dir.path().join("crop"), 4, ZarrFormat::V3)
+            .unwrap();
+    for path in [labels, crop_group] {
+        let file = path.join("zarr.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, &text[..text.len() / 2]).unwrap();
+        let err = open_err(&path);
+        assert!(
+            matches!(&err, Error::Crop(CropError::MetadataFile { path, .. }) if *path == file.display().to_string()),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{}: zarr metadata is truncated or not valid JSON (",
+                file.display()
+            )),
+            "{err}"
+        );
     }
 }
 

@@ -73,12 +73,27 @@ impl ClassGroup {
         &self.annotation.class_name
     }
 
-    /// The path of its array at `scale`, or [`CropError::MissingScale`].
+    /// The path of its array at `scale`, or [`CropError::ScaleArrayMissing`] if its
+    /// multiscales list the scale but the array is not on disk, or [`CropError::MissingScale`].
     pub fn array_path(&self, scale: &str) -> Result<PathBuf, CropError> {
         let path = self.path.join(scale);
-        let listed = self.scales.is_empty() || self.scales.iter().any(|s| s == scale);
+        let in_multiscales = self.scales.iter().any(|s| s == scale);
+        let listed = self.scales.is_empty() || in_multiscales;
         if listed && path.is_dir() {
             return Ok(path);
+        }
+        if in_multiscales {
+            return Err(CropError::ScaleArrayMissing {
+                path: self.path.display().to_string(),
+                class: self.name().to_string(),
+                scale: scale.to_string(),
+                array: path.display().to_string(),
+                problem: match path.exists() {
+                    true => "is not a directory",
+                    false => "is missing",
+                }
+                .to_string(),
+            });
         }
         let available = if self.scales.is_empty() {
             "none: no multiscales and no such array".to_string()
@@ -110,10 +125,185 @@ fn is_group(dir: &Path) -> bool {
     if dir.join(".zgroup").is_file() {
         return true;
     }
-    std::fs::read_to_string(dir.join("zarr.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    metadata_file(dir, "zarr.json")
+        .and_then(Result::ok)
         .is_some_and(|m| m.get("node_type").and_then(Value::as_str) == Some("group"))
+}
+
+/// The zarr metadata file `name` of the node at `dir`, parsed: `None` if there is none, an
+/// error naming the file if it is not a regular file (a FIFO would block the read forever),
+/// cannot be read, or is not valid JSON.
+fn metadata_file(dir: &Path, name: &str) -> Option<Result<Value, CropError>> {
+    let path = dir.join(name);
+    let fail = |problem: String| CropError::MetadataFile {
+        path: path.display().to_string(),
+        problem,
+    };
+    let kind = match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(fail(format!("cannot read zarr metadata: {e}")))),
+        Ok(m) => m.file_type(),
+    };
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Some(Err(fail(format!(
+            "is {what}; zarr metadata must be a regular file"
+        ))));
+    }
+    Some(
+        std::fs::read_to_string(&path)
+            .map_err(|e| fail(format!("cannot read zarr metadata: {e}")))
+            .and_then(|text| {
+                serde_json::from_str(&text).map_err(|e| {
+                    fail(format!(
+                        "zarr metadata is truncated or not valid JSON ({e})"
+                    ))
+                })
+            }),
+    )
+}
+
+/// The attributes of the zarr node at `dir` (`attributes` of `zarr.json`, else `.zattrs`),
+/// empty if it has none; an error names a metadata file that cannot be read as JSON.
+fn node_attributes_checked(dir: &Path) -> Result<Map<String, Value>, CropError> {
+    let object = |v: Value| match v {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
+    if let Some(meta) = metadata_file(dir, "zarr.json") {
+        return Ok(meta?
+            .get("attributes")
+            .cloned()
+            .map(object)
+            .unwrap_or_default());
+    }
+    Ok(metadata_file(dir, ".zattrs")
+        .transpose()?
+        .map(object)
+        .unwrap_or_default())
+}
+
+/// The names of the sub-directories of `dir` that hold zarr arrays, sorted.
+fn child_arrays(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let p = e.path();
+            p.join(".zarray").is_file()
+                || metadata_file(&p, "zarr.json")
+                    .and_then(Result::ok)
+                    .is_some_and(|m| m.get("node_type").and_then(Value::as_str) == Some("array"))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Why the node at `path`, which is not a crop group, is not a label array either, as its zarr
+/// metadata tells: a metadata file that is not a regular file or not valid JSON
+/// ([`CropError::MetadataFile`]), or a zarr group without `cellmap` attributes
+/// ([`CropError::NotACropGroup`]). `None` when the metadata says nothing against an array (it
+/// may still fail to open as one, with the zarr library's message).
+///
+/// ```
+/// use annomask::cellmap::crop::why_not_a_source;
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("zarr.json"), r#"{"zarr_format": 3, "node_type": "gr"#)?;
+/// let err = why_not_a_source(dir.path()).unwrap();
+/// assert!(err.to_string().contains("zarr.json: zarr metadata is truncated or not valid JSON"));
+/// std::fs::write(dir.path().join("zarr.json"), r#"{"zarr_format": 3, "node_type": "group"}"#)?;
+/// let err = why_not_a_source(dir.path()).unwrap();
+/// assert!(err.to_string().contains("a zarr group without CellMap crop-group attributes"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn why_not_a_source(path: &Path) -> Option<CropError> {
+    if !path.is_dir() {
+        return None;
+    }
+    why_not_a_source_dir(path)
+}
+
+/// `error`, from opening `path` as a label array, replaced by the answer of
+/// [`why_not_a_source`] where the zarr library could only say that it is not an array.
+pub fn explain_not_an_array(path: &Path, error: Error) -> Error {
+    if matches!(error, Error::Storage(StorageError::NotAnArray { .. }))
+        && let Some(why) = why_not_a_source(path)
+    {
+        return why.into();
+    }
+    error
+}
+
+fn why_not_a_source_dir(path: &Path) -> Option<CropError> {
+    let not_a_crop_group = |attrs: &Map<String, Value>| {
+        if attrs::has_cellmap(attrs) {
+            return None;
+        }
+        let levels = multiscale_paths(attrs);
+        let hint = match levels.first() {
+            Some(first) => format!(
+                "; it holds a multiscale image: give the array of one level, e.g. {}",
+                path.join(first).display()
+            ),
+            None => match child_arrays(path).first() {
+                Some(child) => format!(
+                    "; give one of its arrays, e.g. {}",
+                    path.join(child).display()
+                ),
+                None => String::new(),
+            },
+        };
+        Some(CropError::NotACropGroup {
+            path: path.display().to_string(),
+            hint,
+        })
+    };
+    match metadata_file(path, "zarr.json") {
+        Some(Err(e)) => return Some(e),
+        Some(Ok(meta)) => {
+            if meta.get("node_type").and_then(Value::as_str) != Some("group") {
+                return None;
+            }
+            let attrs = match meta.get("attributes") {
+                Some(Value::Object(a)) => a.clone(),
+                _ => Map::new(),
+            };
+            return not_a_crop_group(&attrs);
+        }
+        None => {}
+    }
+    // Zarr v2: `.zarray` or `.zgroup`, and `.zattrs`.
+    let array = match metadata_file(path, ".zarray") {
+        Some(Err(e)) => return Some(e),
+        Some(Ok(_)) => true,
+        None => false,
+    };
+    let group = match metadata_file(path, ".zgroup") {
+        Some(Err(e)) if !array => return Some(e),
+        Some(_) => !array,
+        None => false,
+    };
+    if !array && !group {
+        return None;
+    }
+    let attrs = match metadata_file(path, ".zattrs") {
+        Some(Err(e)) => return Some(e),
+        Some(Ok(Value::Object(a))) => a,
+        Some(Ok(_)) | None => Map::new(),
+    };
+    if array {
+        None
+    } else {
+        not_a_crop_group(&attrs)
+    }
 }
 
 /// Dataset paths of the OME-NGFF multiscales (0.4 at the top, 0.5 under `ome`) in `attrs`.
@@ -144,8 +334,9 @@ impl CropGroup {
     /// Opens the crop group at `path`: reads its `cellmap.annotation` and that of every class it
     /// lists. Sub-groups that `class_names` does not list are ignored (as cellmap-schemas does).
     ///
-    /// Errors: [`StorageError::NotFound`]; [`CropError::CropAttribute`] for missing or malformed
-    /// crop attributes; [`CropError::MissingClassGroup`] for a listed class without a sub-group;
+    /// Errors: [`StorageError::NotFound`]; [`CropError::MetadataFile`] for a `zarr.json` or
+    /// `.zattrs` (of the crop or a class) that is not a regular file or not valid JSON;
+    /// [`CropError::CropAttribute`] for missing or malformed crop attributes; [`CropError::MissingClassGroup`] for a listed class without a sub-group;
     /// [`CropError::ClassAttribute`] for missing or malformed class attributes.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
@@ -153,7 +344,7 @@ impl CropGroup {
         if !path.exists() {
             return Err(StorageError::NotFound { path: name }.into());
         }
-        let attributes = node_attributes(&path).unwrap_or_default();
+        let attributes = node_attributes_checked(&path)?;
         let crop = attrs::crop_attributes(&name, &attributes)?;
         let classes = crop
             .class_names
@@ -167,7 +358,7 @@ impl CropGroup {
                         message: format!("no directory {}", dir.display()),
                     });
                 }
-                let group_attrs = node_attributes(&dir).unwrap_or_default();
+                let group_attrs = node_attributes_checked(&dir)?;
                 let annotation =
                     attrs::class_annotation(&dir.display().to_string(), class, &group_attrs)?;
                 Ok(ClassGroup {

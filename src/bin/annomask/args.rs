@@ -72,7 +72,9 @@ impl CropArgs {
 }
 
 /// Fails if an option was given that does not apply to the source at `path`: a label-array
-/// option for a crop group, or `--scale` for a label array. Returns whether it is a crop group.
+/// option for a crop group, or `--scale` for a label array; or if the source is a zarr group
+/// that is not a crop group, or its zarr metadata is not valid JSON. Returns whether it is a
+/// crop group.
 pub fn check_source(path: &Path, mask: &MaskArgs, crop: &CropArgs) -> Result<bool, CliError> {
     let is_crop = annomask::CropGroup::is_crop_group(path);
     if is_crop {
@@ -83,6 +85,10 @@ pub fn check_source(path: &Path, mask: &MaskArgs, crop: &CropArgs) -> Result<boo
                 path.display()
             )));
         }
+    } else if let Some(why) = annomask::cellmap::crop::why_not_a_source(path) {
+        // A zarr group without `cellmap` attributes, or metadata that is not valid JSON: say
+        // so, rather than the zarr library's "not a zarr array" about the array it looked for.
+        return Err(CliError::Lib(why.into()));
     } else if let Some(scale) = &crop.scale {
         return Err(CliError::Usage(format!(
             "{}: --scale {scale} applies to CellMap crop groups only; this is not one (for a \
@@ -91,4 +97,19 @@ pub fn check_source(path: &Path, mask: &MaskArgs, crop: &CropArgs) -> Result<boo
         )));
     }
     Ok(is_crop)
+}
+
+/// Starts the global thread pool (the CPU engine's, and chunk decoding's) with `n` threads,
+/// for `--threads n`. Fails in one line if the system does not grant them (a process or
+/// memory limit): ignoring that would leave no pool, and the first parallel step would panic.
+pub fn start_threads(n: u64) -> Result<(), CliError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n as usize)
+        .build_global()
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "--threads {n}: cannot start {n} threads: {e}; give fewer, or raise the limit \
+                 on processes or memory (ulimit -u / -v)"
+            ))
+        })
 }
