@@ -5,10 +5,12 @@
 //! temporary sibling file, flushes it to disk and renames it over the destination: a reader (or
 //! a resumed run) sees either no file or the whole value, never a part of it.
 //!
-//! Temporary files are named `<key file name>.tmp-<pid>-<counter>-<nanos>`. No zarr key has that
-//! shape (chunk keys are integers, metadata keys are fixed names), so a leftover temporary file
-//! from a killed run is never taken for a chunk; [`is_temporary`] recognises it and
-//! [`crate::output::MaskOutput::remove_stale_temporaries`] removes those of a run's own chunks.
+//! Temporary files are named `<key file name>.tmp-<host>-<pid>-<counter>-<nanos>`. No zarr key
+//! has that shape (chunk keys are integers, metadata keys are fixed names), so a leftover
+//! temporary file from a killed run is never taken for a chunk; [`is_temporary`] recognises it
+//! and [`crate::output::MaskOutput::remove_stale_temporaries`] removes those of a run's own
+//! chunks that are provably stale ([`is_stale`]): a live writer's temporary (another run of the
+//! same shard, resubmitted while the first is alive) is never removed.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -50,6 +52,83 @@ pub fn is_temporary(file_name: &str) -> bool {
     file_name.contains(TEMP_MARKER)
 }
 
+/// How long a temporary file must have been left untouched before any run may take it for a
+/// dead writer's, whatever its host and process: a live writer renames its temporary file
+/// within one chunk write.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// This machine's host name as it goes into temporary file names (letters, digits, `.`, `_`).
+fn this_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        name.trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    })
+}
+
+/// Whether process `pid` is alive on this machine (on systems without `/proc`: assumed alive).
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// The writer of a temporary file name: its host (`None` in names written before hosts were
+/// recorded) and process id.
+fn writer_of(file_name: &str) -> Option<(Option<&str>, u32)> {
+    let at = file_name.find(TEMP_MARKER)?;
+    let tail = &file_name[at + TEMP_MARKER.len()..];
+    // `[host-]pid-counter-nanos`: the last three fields are numbers, the host may hold `-`s.
+    let mut fields = tail.rsplitn(4, '-');
+    let (_nanos, _counter) = (fields.next()?, fields.next()?);
+    let pid = fields.next()?.parse().ok()?;
+    Some((fields.next(), pid))
+}
+
+/// Whether the temporary file `file_name`, last modified at `modified`, is provably left by a
+/// dead writer, so a run that started at `run_start` may remove it: it is not this process's,
+/// and either its writer was a process on this machine that is no longer alive, or it has not
+/// been touched for [`STALE_AFTER`] before the run started.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use annomask::store::{is_stale, STALE_AFTER};
+/// let now = SystemTime::now();
+/// let mine = format!("0.tmp-{}-0-1", std::process::id());
+/// assert!(!is_stale(&mine, now - 2 * STALE_AFTER, now));
+/// // another host's fresh temporary: its writer may be alive
+/// assert!(!is_stale("0.tmp-elsewhere-1-0-1", now, now));
+/// assert!(is_stale("0.tmp-elsewhere-1-0-1", now - 2 * STALE_AFTER, now));
+/// ```
+pub fn is_stale(
+    file_name: &str,
+    modified: std::time::SystemTime,
+    run_start: std::time::SystemTime,
+) -> bool {
+    let Some((host, pid)) = writer_of(file_name) else {
+        return false;
+    };
+    let here = host.is_none_or(|h| h == this_host());
+    if here && pid == std::process::id() {
+        return false;
+    }
+    let untouched = run_start
+        .checked_sub(STALE_AFTER)
+        .is_some_and(|limit| modified < limit);
+    untouched || (here && !process_alive(pid))
+}
+
 /// The destination file name of a temporary file name (`0.tmp-1-2-3` -> `0`), or `None` if the
 /// name is not a temporary one.
 pub fn destination_of(file_name: &str) -> Option<&str> {
@@ -83,8 +162,20 @@ impl AtomicFilesystemStore {
         self.inner.key_to_fspath(key)
     }
 
-    /// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename.
+    /// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename. A temporary
+    /// file removed by someone else before the rename (a run that took it for a dead one's) is
+    /// written again: a race with another writer never fails the write.
     pub fn write_atomically(path: &Path, value: &[u8]) -> std::io::Result<()> {
+        let mut attempt = 0;
+        loop {
+            match Self::write_once(path, value) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn write_once(path: &Path, value: &[u8]) -> std::io::Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let parent = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)?;
@@ -95,7 +186,8 @@ impl AtomicFilesystemStore {
             .file_name()
             .map_or_else(|| "value".into(), |n| n.to_string_lossy().into_owned());
         let temp = parent.join(format!(
-            "{name}{TEMP_MARKER}{}-{}-{nanos}",
+            "{name}{TEMP_MARKER}{}-{}-{}-{nanos}",
+            this_host(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -201,6 +293,102 @@ impl ListableStorageTraits for AtomicFilesystemStore {
     }
 }
 
+/// A read-only filesystem store that reads regular files only: a FIFO, a device or a directory
+/// where a key's file should be is an error naming it, never a read that blocks forever.
+#[derive(Debug)]
+pub struct RegularFileStore {
+    inner: FilesystemStore,
+}
+
+impl RegularFileStore {
+    /// A store rooted at `base`.
+    pub fn new(base: impl AsRef<Path>) -> Result<Self, FilesystemStoreCreateError> {
+        Ok(Self {
+            inner: FilesystemStore::new(base)?,
+        })
+    }
+
+    /// Fails unless `key` is absent or a regular file (symbolic links followed).
+    fn check(&self, key: &StoreKey) -> Result<(), StorageError> {
+        let path = self.inner.key_to_fspath(key);
+        match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                let kind = if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file (a FIFO, socket or device)"
+                };
+                Err(StorageError::Other(format!(
+                    "{} is {kind}, where the key {} should be a file",
+                    path.display(),
+                    key.as_str()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ReadableStorageTraits for RegularFileStore {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        self.check(key)?;
+        self.inner.get_partial_many(key, byte_ranges)
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        self.check(key)?;
+        self.inner.size_key(key)
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        self.inner.supports_get_partial()
+    }
+}
+
+/// Refuses a URL (`scheme://...`) where a local path is expected, naming the scheme: object
+/// stores are not supported yet. (`file://` URLs are turned into paths by [`local_path`].)
+pub fn refuse_url(path: &Path) -> Result<(), crate::error::StorageError> {
+    let text = path.to_string_lossy();
+    match url_scheme(&text) {
+        Some(scheme) => Err(crate::error::StorageError::UnsupportedUrl {
+            path: text.to_string(),
+            scheme: scheme.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The scheme of `text` if it is a URL (`scheme://...`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    valid.then_some(scheme)
+}
+
+/// A path or `file://` URL as a local path; any other URL is refused, naming its scheme.
+///
+/// ```
+/// use annomask::store::local_path;
+/// use std::path::PathBuf;
+/// assert_eq!(local_path("file:///data/crop.zarr")?, PathBuf::from("/data/crop.zarr"));
+/// assert_eq!(local_path("crop.zarr")?, PathBuf::from("crop.zarr"));
+/// assert!(local_path("s3://bucket/crop.zarr").unwrap_err().to_string().contains("s3://"));
+/// # Ok::<(), annomask::error::StorageError>(())
+/// ```
+pub fn local_path(text: &str) -> Result<PathBuf, crate::error::StorageError> {
+    if let Some(rest) = text.strip_prefix("file://") {
+        return Ok(PathBuf::from(rest));
+    }
+    refuse_url(Path::new(text))?;
+    Ok(PathBuf::from(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +425,9 @@ mod tests {
         assert_eq!(keys, ["c/0"]);
         assert_eq!(destination_of("1.tmp-1-2-3"), Some("1"));
         assert_eq!(destination_of("1"), None);
+        assert_eq!(writer_of("1.tmp-1-2-3"), Some((None, 1)));
+        assert_eq!(writer_of("1.tmp-a-b.c-7-2-3"), Some((Some("a-b.c"), 7)));
+        assert_eq!(writer_of("1.tmp-x"), None);
     }
 
     #[test]

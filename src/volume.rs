@@ -6,14 +6,16 @@ use std::sync::{Arc, OnceLock};
 
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
-use zarrs::array::chunk_cache::{ChunkCache, ChunkCacheDecodedLruSizeLimit};
-use zarrs::array::{Array, ArrayMetadata, ArraySubset, CodecOptions};
-use zarrs::filesystem::FilesystemStore;
+use zarrs::array::chunk_cache::ChunkCacheDecodedLruSizeLimit;
+use zarrs::array::{Array, ArrayMetadata};
 use zarrs::storage::ReadableStorageTraits;
 
+use crate::budget::MemoryBudget;
+use crate::chunk_reader::ChunkSource;
 use crate::error::{Error, StorageError};
 use crate::geometry::{Geometry, Roi, VoxelRegion};
 use crate::label::{Label, LabelArray, LabelDtype};
+use crate::store::RegularFileStore;
 
 /// The zarr format version of an array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,7 +40,7 @@ impl ZarrFormat {
 pub struct LabelVolume {
     path: PathBuf,
     name: String,
-    array: Array<FilesystemStore>,
+    array: Array<dyn ReadableStorageTraits>,
     dtype: LabelDtype,
     format: ZarrFormat,
     geometry: Geometry,
@@ -47,6 +49,8 @@ pub struct LabelVolume {
     chunk_shape: Vec<u64>,
     /// A cache of decoded chunks, once turned on ([`LabelVolume::cache_chunks`]).
     cache: OnceLock<ChunkCacheDecodedLruSizeLimit>,
+    /// The largest decoded chunk read whole (see [`crate::chunk_reader`]).
+    chunk_limit: u64,
 }
 
 impl std::fmt::Debug for LabelVolume {
@@ -64,7 +68,12 @@ impl std::fmt::Debug for LabelVolume {
 /// the `attributes` of `zarr.json` (v3).
 pub fn node_attributes(dir: &Path) -> Option<Map<String, Value>> {
     let read = |name: &str| -> Option<Value> {
-        let text = std::fs::read_to_string(dir.join(name)).ok()?;
+        // Only regular files: a FIFO would block the read forever.
+        let path = dir.join(name);
+        if !std::fs::metadata(&path).ok()?.is_file() {
+            return None;
+        }
+        let text = std::fs::read_to_string(path).ok()?;
         serde_json::from_str(&text).ok()
     };
     if let Some(meta) = read("zarr.json") {
@@ -89,8 +98,22 @@ impl LabelVolume {
             path: name.clone(),
             message,
         };
-        let store = FilesystemStore::new(&path).map_err(|e| not_array(e.to_string()))?;
-        let array = Array::open(Arc::new(store), "/").map_err(|e| not_array(e.to_string()))?;
+        crate::bounded_codecs::register();
+        let store = RegularFileStore::new(&path).map_err(|e| not_array(e.to_string()))?;
+        let store: Arc<dyn ReadableStorageTraits> = Arc::new(store);
+        let array = Array::open(store, "/").map_err(|e| not_array(e.to_string()))?;
+        if array
+            .shape()
+            .iter()
+            .try_fold(1u64, |n, &s| n.checked_mul(s))
+            .is_none()
+        {
+            return Err(not_array(format!(
+                "shape {:?} holds more than 2^64 voxels",
+                array.shape()
+            ))
+            .into());
+        }
         let data_type = array.data_type();
         let dtype = data_type
             .name_v3()
@@ -142,17 +165,26 @@ impl LabelVolume {
             parent_attributes,
             chunk_shape,
             cache: OnceLock::new(),
+            chunk_limit: MemoryBudget::default().chunk_limit(),
         })
+    }
+
+    /// Sets the largest decoded chunk that is read whole (default: the chunk limit of the
+    /// default [`MemoryBudget`]); see [`crate::chunk_reader`].
+    pub fn set_chunk_limit(&mut self, bytes: u64) {
+        self.chunk_limit = bytes;
+    }
+
+    /// The largest decoded chunk that is read whole.
+    pub fn chunk_limit(&self) -> u64 {
+        self.chunk_limit
     }
 
     /// Keeps up to `bytes` of decoded chunks in memory (least recently used out first), so
     /// reads that come back to the same chunks — random ROIs of a training feeder — decode each
     /// chunk once. Only the first call has an effect. Returns whether this call turned it on.
     pub fn cache_chunks(&self, bytes: u64) -> bool {
-        let array = Arc::new(
-            self.array
-                .with_storage(self.array.storage() as Arc<dyn ReadableStorageTraits>),
-        );
+        let array = Arc::new(self.array.with_storage(self.array.storage()));
         self.cache
             .set(ChunkCacheDecodedLruSizeLimit::new(array, bytes))
             .is_ok()
@@ -204,7 +236,7 @@ impl LabelVolume {
     }
 
     /// The underlying zarrs array.
-    pub fn array(&self) -> &Array<FilesystemStore> {
+    pub fn array(&self) -> &Array<dyn ReadableStorageTraits> {
         &self.array
     }
 
@@ -212,6 +244,24 @@ impl LabelVolume {
     pub fn read_roi(&self, roi: &Roi) -> Result<LabelArray, Error> {
         let region = self.geometry.voxel_region(&self.name, roi)?;
         self.read_region(&region)
+    }
+
+    /// Decodes the first chunk (up to 64 voxels an axis of it, read as a block would), so a
+    /// codec the metadata names but the data do not follow fails now, not midway.
+    pub fn check_decodes(&self) -> Result<(), Error> {
+        if self.shape().contains(&0) {
+            return Ok(());
+        }
+        let region = VoxelRegion {
+            start: vec![0; self.shape().len()],
+            shape: self
+                .chunk_shape
+                .iter()
+                .zip(self.shape())
+                .map(|(&c, &s)| c.min(s).min(64))
+                .collect(),
+        };
+        self.read_region(&region).map(drop)
     }
 
     /// Fails with [`StorageError::Read`] unless `region` lies inside the array.
@@ -254,23 +304,13 @@ impl LabelVolume {
     where
         ArrayD<T>: Into<LabelArray>,
     {
-        let subset = ArraySubset::new_with_start_shape(region.start.clone(), region.shape.clone())
-            .map_err(|e| self.read_error(region, e.to_string()))?;
-        let data: Result<ArrayD<T>, _> = match self.cache.get() {
-            Some(cache) => cache.retrieve_array_subset(&subset, &CodecOptions::default()),
-            None => self.array.retrieve_array_subset(&subset),
+        let source = ChunkSource {
+            name: &self.name,
+            array: &self.array,
+            cache: self.cache.get(),
+            chunk_limit: self.chunk_limit,
         };
-        let data = data.map_err(|e| self.read_error(region, e.to_string()))?;
-        Ok(data.into().standard())
-    }
-
-    fn read_error(&self, region: &VoxelRegion, message: String) -> Error {
-        StorageError::Read {
-            path: self.name.clone(),
-            what: describe(region),
-            message,
-        }
-        .into()
+        Ok(source.read::<T>(region)?.into().standard())
     }
 }
 

@@ -61,7 +61,12 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 impl GpuContext {
     /// Finds the best adapter allowed by `policy` (honouring `WGPU_BACKEND` and the other
     /// `WGPU_*` variables) and creates a device with the adapter's limits.
+    /// Driver output on standard error is captured meanwhile (see [`super::quiet`]).
     pub fn new(policy: AdapterPolicy) -> Result<Self, GpuError> {
+        super::quiet::silenced(|| Self::create(policy))
+    }
+
+    fn create(policy: AdapterPolicy) -> Result<Self, GpuError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let mut adapters: Vec<wgpu::Adapter> =

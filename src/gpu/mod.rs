@@ -25,6 +25,7 @@ pub mod device;
 pub mod layout;
 pub mod pipeline;
 pub(crate) mod pipelined;
+pub mod quiet;
 pub mod timing;
 pub mod twin;
 

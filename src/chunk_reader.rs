@@ -1,0 +1,185 @@
+//! Reading a region of a label array chunk by chunk, checking every chunk it touches.
+//!
+//! `zarrs` checks a chunk's decoded size only when it decodes the whole chunk; reading part of
+//! a chunk (an edge block, an ROI across chunk borders) takes byte ranges of whatever is stored,
+//! so a truncated chunk, one written with another dtype or random bytes would be read as
+//! labels. Here every chunk a region touches is decoded whole, where its size is checked (and
+//! its compressed stream bounded, see [`crate::bounded_codecs`]), and the part inside the
+//! region is copied out. A chunk that decodes to more than the memory budget's chunk limit is
+//! read in part only when that is safe to check: stored uncompressed (its stored size must be
+//! exactly its decoded size) or in shards (the shard index locates each inner chunk, which is
+//! decoded whole); any other such chunk is refused, naming it and the limit. Every error names
+//! the chunk's key.
+
+use ndarray::{ArrayD, IxDyn, SliceInfoElem};
+use rayon::prelude::*;
+use zarrs::array::chunk_cache::{ChunkCache, ChunkCacheDecodedLruSizeLimit};
+use zarrs::array::codec::{BytesCodec, ShardingCodec};
+use zarrs::array::{Array, ArraySubset, CodecOptions};
+use zarrs::storage::ReadableStorageTraits;
+
+use crate::budget::human_bytes;
+use crate::error::{Error, StorageError};
+use crate::geometry::VoxelRegion;
+use crate::label::Label;
+
+/// What the reader needs of a label array.
+pub(crate) struct ChunkSource<'a> {
+    /// The path as errors print it.
+    pub name: &'a str,
+    pub array: &'a Array<dyn ReadableStorageTraits>,
+    pub cache: Option<&'a ChunkCacheDecodedLruSizeLimit>,
+    /// The largest decoded chunk read whole (bytes).
+    pub chunk_limit: u64,
+}
+
+/// How the chunks of an array can be read in part.
+fn partial_reads_are_checked(array: &Array<dyn ReadableStorageTraits>) -> (bool, bool) {
+    let codecs = array.codecs();
+    let to_bytes = codecs.array_to_bytes_codec().as_any();
+    let raw = codecs.array_to_array_codecs().is_empty()
+        && codecs.bytes_to_bytes_codecs().is_empty()
+        && to_bytes.is::<BytesCodec>();
+    let sharded = to_bytes.is::<ShardingCodec>();
+    (raw, sharded)
+}
+
+impl ChunkSource<'_> {
+    fn error(&self, what: String, message: impl ToString) -> Error {
+        StorageError::Read {
+            path: self.name.to_string(),
+            what,
+            message: message.to_string(),
+        }
+        .into()
+    }
+
+    fn chunk_name(&self, chunk: &[u64]) -> String {
+        format!("chunk {}", self.array.chunk_key(chunk).as_str())
+    }
+
+    /// Reads `region` (inside the array) as labels of type `T`.
+    pub fn read<T: Label>(&self, region: &VoxelRegion) -> Result<ArrayD<T>, Error> {
+        let describe = || format!("voxels start {:?} shape {:?}", region.start, region.shape);
+        let subset = ArraySubset::new_with_start_shape(region.start.clone(), region.shape.clone())
+            .map_err(|e| self.error(describe(), e))?;
+        let chunks = self
+            .array
+            .chunks_in_array_subset(&subset)
+            .map_err(|e| self.error(describe(), e))?
+            .ok_or_else(|| self.error(describe(), "the chunk grid does not cover the region"))?;
+        let indices: Vec<Vec<u64>> = chunks.indices().into_iter().map(|c| c.to_vec()).collect();
+        if let [chunk] = indices.as_slice() {
+            let chunk_subset = self
+                .array
+                .chunk_subset(chunk)
+                .map_err(|e| self.error(self.chunk_name(chunk), e))?;
+            if chunk_subset == subset {
+                return self.read_part(chunk, &chunk_subset, &chunk_subset);
+            }
+        }
+        let shape: Vec<usize> = region
+            .shape
+            .iter()
+            .map(|&s| usize::try_from(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(describe(), e))?;
+        let parts: Vec<(ArraySubset, ArrayD<T>)> = indices
+            .par_iter()
+            .map(|chunk| {
+                let chunk_subset = self
+                    .array
+                    .chunk_subset(chunk)
+                    .map_err(|e| self.error(self.chunk_name(chunk), e))?;
+                let inside = chunk_subset
+                    .overlap(&subset)
+                    .map_err(|e| self.error(self.chunk_name(chunk), e))?;
+                let part = self.read_part::<T>(chunk, &chunk_subset, &inside)?;
+                Ok((inside, part))
+            })
+            .collect::<Result<_, Error>>()?;
+        let mut out = ArrayD::from_elem(IxDyn(&shape), T::zeroed());
+        for (inside, part) in parts {
+            let slices: Vec<SliceInfoElem> = inside
+                .start()
+                .iter()
+                .zip(inside.shape())
+                .zip(&region.start)
+                .map(|((&s, &n), &r)| {
+                    let from = (s - r) as isize;
+                    SliceInfoElem::from(from..from + n as isize)
+                })
+                .collect();
+            out.slice_mut(slices.as_slice()).assign(&part);
+        }
+        Ok(out)
+    }
+
+    /// Reads the part `inside` (array coordinates) of the chunk `chunk`, which covers
+    /// `chunk_subset`.
+    fn read_part<T: Label>(
+        &self,
+        chunk: &[u64],
+        chunk_subset: &ArraySubset,
+        inside: &ArraySubset,
+    ) -> Result<ArrayD<T>, Error> {
+        let fail = |e: &dyn std::fmt::Display| self.error(self.chunk_name(chunk), e);
+        let elements = chunk_subset.num_elements();
+        let size = std::mem::size_of::<T>() as u64;
+        let decoded = elements.saturating_mul(size);
+        let options = CodecOptions::default();
+        if decoded <= self.chunk_limit {
+            let whole: ArrayD<T> = match self.cache {
+                Some(cache) => cache.retrieve_chunk(chunk, &options),
+                None => self.array.retrieve_chunk(chunk),
+            }
+            .map_err(|e| fail(&e))?;
+            if inside == chunk_subset {
+                return Ok(whole);
+            }
+            let slices: Vec<SliceInfoElem> = inside
+                .start()
+                .iter()
+                .zip(inside.shape())
+                .zip(chunk_subset.start())
+                .map(|((&s, &n), &c)| {
+                    let from = (s - c) as isize;
+                    SliceInfoElem::from(from..from + n as isize)
+                })
+                .collect();
+            return Ok(whole.slice(slices.as_slice()).to_owned());
+        }
+        // Too large to decode whole: read in part where that can be checked.
+        let key = self.array.chunk_key(chunk);
+        let stored = self.array.storage().size_key(&key).map_err(|e| fail(&e))?;
+        let (raw, sharded) = partial_reads_are_checked(self.array);
+        match stored {
+            // Not stored: the fill value, whatever the codec.
+            None => {}
+            Some(stored) if raw && stored != decoded => {
+                return Err(fail(&format!(
+                    "it holds {stored} bytes, an uncompressed chunk of {elements} voxels of \
+                     {size} bytes holds {decoded}"
+                )));
+            }
+            Some(_) if raw => {}
+            Some(_) if sharded => {}
+            Some(_) => {
+                return Err(fail(&format!(
+                    "it decodes to {}, more than the chunk limit of {} (a quarter of the \
+                     memory budget); compressed chunks are decoded whole: raise \
+                     --memory-budget (or {}), or rechunk the labels",
+                    human_bytes(decoded),
+                    human_bytes(self.chunk_limit),
+                    crate::budget::BUDGET_VARIABLE,
+                )));
+            }
+        }
+        let relative = inside
+            .relative_to(chunk_subset.start())
+            .map_err(|e| fail(&e))?;
+        self.array
+            .retrieve_chunk_subset::<ArrayD<T>>(chunk, &relative)
+            .map_err(|e| fail(&e))
+    }
+}
