@@ -54,6 +54,8 @@ pub fn is_pattern(arg: &str) -> bool {
 pub fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>, Error> {
     let mut out: Vec<PathBuf> = Vec::new();
     for arg in args {
+        let local = crate::store::local_path(arg)?;
+        let arg = &*local.to_string_lossy();
         let matched: Vec<PathBuf> = if is_pattern(arg) {
             let paths = glob::glob(arg).map_err(|e| StorageError::NotFound {
                 path: format!("{arg} (invalid glob pattern: {e})"),

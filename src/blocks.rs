@@ -52,23 +52,96 @@ pub struct BlockGrid {
 
 impl BlockGrid {
     /// The grid of an array of spatial `shape` with spatial chunk shape `chunks` (each >= 1).
+    ///
+    /// # Panics
+    /// Where [`BlockGrid::try_new`] fails.
     pub fn new(shape: Vec<u64>, chunks: Vec<u64>) -> Self {
-        assert_eq!(
-            shape.len(),
-            chunks.len(),
-            "shape and chunks have one entry per axis"
-        );
-        assert!(chunks.iter().all(|&c| c > 0), "chunk sizes are positive");
-        let counts = shape
+        Self::try_new(shape, chunks).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The grid of an array of spatial `shape` with spatial chunk shape `chunks`; fails unless
+    /// there is one chunk size per axis, each at least 1, and the numbers of voxels and of
+    /// blocks each fit in 64 bits.
+    ///
+    /// ```
+    /// use annomask::blocks::BlockGrid;
+    /// let err = BlockGrid::try_new(vec![1 << 40, 1 << 40, 8], vec![4, 4, 8]).unwrap_err();
+    /// assert!(err.contains("more than 2^64 voxels"), "{err}");
+    /// let err = BlockGrid::try_new(vec![1 << 31, 1 << 31, 4], vec![1, 1, 1]).unwrap_err();
+    /// assert!(err.contains("2^64 blocks"), "{err}");
+    /// ```
+    pub fn try_new(shape: Vec<u64>, chunks: Vec<u64>) -> Result<Self, String> {
+        if shape.len() != chunks.len() {
+            return Err(format!(
+                "the chunk shape {chunks:?} does not have one entry per axis of the shape {shape:?}"
+            ));
+        }
+        if chunks.contains(&0) {
+            return Err(format!("chunk sizes must be positive, got {chunks:?}"));
+        }
+        if shape
+            .iter()
+            .try_fold(1u64, |n, &s| n.checked_mul(s))
+            .is_none()
+        {
+            return Err(format!("shape {shape:?} holds more than 2^64 voxels"));
+        }
+        let counts: Vec<u64> = shape
             .iter()
             .zip(&chunks)
             .map(|(&s, &c)| s.div_ceil(c))
             .collect();
-        Self {
+        if counts
+            .iter()
+            .try_fold(1u64, |n, &c| n.checked_mul(c))
+            .is_none()
+        {
+            return Err(format!(
+                "shape {shape:?} in chunks of {chunks:?} makes {counts:?} blocks, more than \
+                 2^64 blocks in all"
+            ));
+        }
+        Ok(Self {
             shape,
             chunks,
             counts,
+        })
+    }
+
+    /// The number of voxels in blocks `0..n` (all voxels for `n >= num_blocks()`), in O(axes).
+    ///
+    /// ```
+    /// use annomask::blocks::BlockGrid;
+    /// let grid = BlockGrid::new(vec![10, 7], vec![4, 3]);
+    /// let by_sum = |n: u64| (0..n).map(|k| grid.block(k).num_voxels()).sum::<u64>();
+    /// for n in 0..=grid.num_blocks() {
+    ///     assert_eq!(grid.voxels_before(n), by_sum(n));
+    /// }
+    /// ```
+    pub fn voxels_before(&self, n: u64) -> u64 {
+        let total: u64 = self.shape.iter().product();
+        if n >= self.num_blocks() {
+            return total;
         }
+        let dims = self.counts.len();
+        let mut digits = vec![0u64; dims];
+        let mut rest = n;
+        for d in (0..dims).rev() {
+            digits[d] = rest % self.counts[d];
+            rest /= self.counts[d];
+        }
+        // Blocks before `n` in C order: for each axis `d`, those that equal `n`'s chunk on the
+        // axes before `d` and come before it on axis `d`, whatever they are on the axes after.
+        let mut voxels: u128 = 0;
+        let mut prefix: u128 = 1;
+        for (d, &digit) in digits.iter().enumerate() {
+            let start = digit * self.chunks[d];
+            let along = start.min(self.shape[d]);
+            let after: u128 = self.shape[d + 1..].iter().map(|&s| u128::from(s)).product();
+            voxels += prefix * u128::from(along) * after;
+            prefix *= u128::from(self.chunks[d].min(self.shape[d] - start));
+        }
+        voxels as u64
     }
 
     /// The spatial shape.
@@ -86,9 +159,15 @@ impl BlockGrid {
         &self.counts
     }
 
-    /// Number of blocks (0 if some axis is empty).
+    /// Number of blocks (0 if some axis is empty; fits in 64 bits, see [`BlockGrid::try_new`]).
     pub fn num_blocks(&self) -> u64 {
         self.counts.iter().product()
+    }
+
+    /// The number of voxels in the blocks of `shard`.
+    pub fn shard_voxels(&self, shard: Shard) -> u64 {
+        let range = shard.range(self.num_blocks());
+        self.voxels_before(range.end) - self.voxels_before(range.start)
     }
 
     /// The number of the block with chunk indices `chunk`, if inside the grid.

@@ -54,13 +54,22 @@ pub enum GroupingsError {
         /// The operating system's message.
         message: String,
     },
-    /// The groupings text is not JSON of the expected shape.
+    /// The groupings text is not JSON (or TOML) of the expected shape.
     #[error("{source_name}: groupings are not valid: {message}")]
     Parse {
         /// Where the groupings came from (a path, or `<api>`).
         source_name: String,
-        /// What is wrong.
+        /// What is wrong, in one line (for TOML: line, column and the parser's message).
         message: String,
+    },
+    /// The groupings list no channel (`[]`, `groupings = []`, or an empty TOML file).
+    #[error(
+        "{source_name}: the groupings have no channels; a mask needs at least one channel, \
+         e.g. [[\"mito\", [3, 4, 5]]]"
+    )]
+    NoChannels {
+        /// Where the groupings came from.
+        source_name: String,
     },
     /// A channel has an empty name.
     #[error("{source_name}: channel {index} has an empty name")]
@@ -221,6 +230,44 @@ pub enum CropError {
         /// The crop group.
         path: String,
     },
+    /// A class group's multiscales list the scale, but its array is not on disk.
+    #[error(
+        "{path}: class {class:?}: scale {scale:?} is listed in its multiscales but its array \
+         {array} {problem}"
+    )]
+    ScaleArrayMissing {
+        /// The class group.
+        path: String,
+        /// The class.
+        class: String,
+        /// The scale asked for.
+        scale: String,
+        /// The array's path.
+        array: String,
+        /// `is missing`, or `is not a directory`.
+        problem: String,
+    },
+    /// The source is a zarr group, but not a crop group: it has no `cellmap` attributes (and a
+    /// group is not a label array either).
+    #[error(
+        "{path}: a zarr group without CellMap crop-group attributes (cellmap.annotation), so \
+         neither a crop group nor a label array{hint}"
+    )]
+    NotACropGroup {
+        /// The group.
+        path: String,
+        /// A hint, e.g. the arrays of its multiscales; empty or starting with `; `.
+        hint: String,
+    },
+    /// A zarr metadata file (`zarr.json`, `.zgroup`, `.zarray`, `.zattrs`) of a source cannot
+    /// be read as JSON.
+    #[error("{path}: {problem}")]
+    MetadataFile {
+        /// The metadata file.
+        path: String,
+        /// What is wrong with it, e.g. `truncated or not valid JSON (EOF while parsing ...)`.
+        problem: String,
+    },
 }
 
 /// A problem with geometry: voxel size, offset, axes, or a requested ROI (SPEC 3).
@@ -340,6 +387,16 @@ pub enum StorageError {
         /// Where it differs.
         difference: String,
     },
+    /// A URL of a scheme annomask cannot read or write (object stores are not supported yet).
+    #[error(
+        "{path}: {scheme}:// URLs are not supported (object stores are not yet): give a local path or a file:// URL"
+    )]
+    UnsupportedUrl {
+        /// The URL as given.
+        path: String,
+        /// Its scheme.
+        scheme: String,
+    },
     /// Two inputs would be written to the same output.
     #[error(
         "{path}: output of both {first} and {second}; put {{name}}, {{path}} or {{index}} in the \
@@ -438,6 +495,16 @@ pub enum Error {
         got: u8,
         /// Value from the cpu engine.
         expected: u8,
+    },
+    /// A thread of a run panicked: a bug, turned into the run's error instead of a hang.
+    #[error(
+        "internal error in a {stage} thread: {message} (a bug in annomask: please report it with the command that failed)"
+    )]
+    Panic {
+        /// The stage whose thread panicked (reader, writer).
+        stage: String,
+        /// The panic's message.
+        message: String,
     },
 }
 

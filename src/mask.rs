@@ -12,6 +12,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value};
 
+use crate::budget::MemoryBudget;
 use crate::cellmap::{CropGroup, CropOptions, CropPlan};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -276,12 +277,14 @@ impl MissingAnnotationsMask {
         crop_options: &CropOptions,
         engine: impl FnOnce() -> Result<Engine>,
     ) -> Result<Self> {
+        crate::store::refuse_url(path)?;
         if CropGroup::is_crop_group(path) {
             let classes = groupings.into_classes(path)?;
             let crop = CropGroup::open(path)?;
             return Self::from_crop(crop, classes, options, crop_options, engine()?);
         }
-        let volume = LabelVolume::open(path)?;
+        let volume = LabelVolume::open(path)
+            .map_err(|e| crate::cellmap::crop::explain_not_an_array(path, e))?;
         let ids = groupings.into_ids(path)?;
         Self::from_volume(volume, ids, options, engine()?)
     }
@@ -658,6 +661,31 @@ impl MissingAnnotationsMask {
         match &self.source {
             Source::Labels(_) => &[],
             Source::Crop(c) => c.read_volumes(),
+        }
+    }
+
+    /// Bytes of source labels read per voxel: the label dtype's size, or for a crop group the
+    /// sum over the class arrays read.
+    pub fn source_bytes_per_voxel(&self) -> u64 {
+        match &self.source {
+            Source::Labels(l) => l.volume.dtype().size() as u64,
+            Source::Crop(c) => c
+                .read_volumes()
+                .iter()
+                .map(|v| v.dtype().size() as u64)
+                .sum(),
+        }
+    }
+
+    /// Reads each chunk whole only up to the budget's chunk limit (see
+    /// [`crate::chunk_reader`]); the default is that of [`MemoryBudget::default`].
+    pub fn set_memory_budget(&mut self, budget: MemoryBudget) {
+        let volumes: Vec<&mut LabelVolume> = match &mut self.source {
+            Source::Labels(l) => vec![&mut l.volume],
+            Source::Crop(c) => c.volumes.iter_mut().collect(),
+        };
+        for volume in volumes {
+            volume.set_chunk_limit(budget.chunk_limit());
         }
     }
 

@@ -33,6 +33,7 @@ use zarrs::storage::store::MemoryStore;
 use zarrs::storage::{ListableStorageTraits, ReadableStorageTraits};
 
 use crate::blocks::{Block, BlockGrid, Shard};
+use crate::budget::{MemoryBudget, human_bytes};
 use crate::error::{Error, StorageError};
 use crate::geometry::VoxelRegion;
 use crate::mask::{MissingAnnotationsMask, PlanRef};
@@ -53,6 +54,9 @@ pub struct OutputOptions {
     pub chunks: Option<Vec<u64>>,
     /// Chunk compression (default blosc-lz4).
     pub compression: Compression,
+    /// The memory a run may hold; the default chunk shape is made smaller where a label chunk's
+    /// block would take more than an eighth of it (see [`crate::budget`]).
+    pub memory_budget: MemoryBudget,
 }
 
 /// One metadata file of the output and its content.
@@ -89,6 +93,9 @@ pub struct MaskOutput {
     grid: BlockGrid,
     documents: Vec<Document>,
     array: Array<AtomicFilesystemStore>,
+    /// Bytes one block takes while it is read and computed: labels and mask.
+    block_bytes: u64,
+    memory_budget: MemoryBudget,
 }
 
 impl std::fmt::Debug for MaskOutput {
@@ -125,6 +132,8 @@ impl MaskOutput {
         if root.as_os_str().is_empty() {
             return Err(spec_error("the output path is empty".into()).into());
         }
+        crate::store::refuse_url(&root)?;
+        check_apart_from_inputs(&root, mask).map_err(spec_error)?;
         let volume = mask.volume();
         let region = region.cloned().unwrap_or_else(|| VoxelRegion {
             start: vec![0; volume.shape().len()],
@@ -135,13 +144,35 @@ impl MaskOutput {
             return Err(spec_error("the groupings have no channels".into()).into());
         }
         let dims = region.shape.len();
+        let bytes_per_voxel = mask.source_bytes_per_voxel() + num_channels;
         let (channel_chunk, spatial_chunks) = chunk_layout(
             options.chunks.as_deref(),
             num_channels,
             mask.chunk_shape(),
             &region,
+            bytes_per_voxel,
+            options.memory_budget,
         )
         .map_err(spec_error)?;
+        let grid =
+            BlockGrid::try_new(region.shape.clone(), spatial_chunks.clone()).map_err(spec_error)?;
+        let block_voxels: u64 = spatial_chunks.iter().product();
+        let block_bytes = block_voxels.checked_mul(bytes_per_voxel).ok_or_else(|| {
+            spec_error(format!(
+                "a block of {spatial_chunks:?} voxels takes more than 2^64 bytes"
+            ))
+        })?;
+        let output_voxels = region
+            .shape
+            .iter()
+            .try_fold(num_channels, |n, &s| n.checked_mul(s))
+            .ok_or_else(|| {
+                spec_error(format!(
+                    "{num_channels} channels x {:?} voxels is more than 2^64 mask bytes",
+                    region.shape
+                ))
+            })?;
+        let _ = output_voxels;
         let format = options.format.unwrap_or(volume.format());
         let geometry = volume.geometry();
         let offset: Vec<f64> = (0..dims)
@@ -192,10 +223,40 @@ impl MaskOutput {
             origin: region.start.clone(),
             shape,
             channel_chunk,
-            grid: BlockGrid::new(region.shape.clone(), spatial_chunks),
+            grid,
             documents,
             array,
+            block_bytes,
+            memory_budget: options.memory_budget,
         })
+    }
+
+    /// Bytes one block takes while it is read and computed (labels and mask).
+    pub fn block_bytes(&self) -> u64 {
+        self.block_bytes
+    }
+
+    /// Fails unless `in_flight` blocks fit in the memory budget, naming the chunk shape and the
+    /// budget.
+    pub fn check_memory(&self, in_flight: u64) -> Result<(), Error> {
+        let need = self.block_bytes.saturating_mul(in_flight);
+        if need <= self.memory_budget.bytes() {
+            return Ok(());
+        }
+        Err(StorageError::OutputSpec {
+            path: self.name(),
+            message: format!(
+                "output chunks of {:?} voxels take {} a block, {} for the {in_flight} blocks a \
+                 run holds at once, more than the memory budget of {}: give smaller --chunks, \
+                 fewer --readers/--writers/--queue-depth, or a larger --memory-budget (or {})",
+                self.grid.chunks(),
+                human_bytes(self.block_bytes),
+                human_bytes(need),
+                self.memory_budget,
+                crate::budget::BUDGET_VARIABLE,
+            ),
+        }
+        .into())
     }
 
     /// The path given as the output (the array, or the OME-NGFF group holding it).
@@ -268,6 +329,20 @@ impl MaskOutput {
         }
         let mut found = false;
         for doc in &self.documents {
+            match std::fs::metadata(&doc.path) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(StorageError::OutputExists {
+                        path: name,
+                        problem: format!(
+                            "holds {} which is not a regular file",
+                            relative(&self.root, &doc.path)
+                        ),
+                    }
+                    .into());
+                }
+                Ok(_) => {}
+                Err(_) => continue,
+            }
             let Ok(text) = std::fs::read(&doc.path) else {
                 continue;
             };
@@ -406,10 +481,15 @@ impl MaskOutput {
         Ok(())
     }
 
-    /// Removes temporary files left by killed runs for the chunks of `shard` (the chunks no other
-    /// shard writes); returns how many. Temporary metadata files are left alone: a sibling shard
-    /// may be writing them right now.
-    pub fn remove_stale_temporaries(&self, shard: Shard) -> Result<usize, Error> {
+    /// Removes the temporary files of the chunks of `shard` (the chunks no other shard writes)
+    /// that dead writers left ([`crate::store::is_stale`], for a run started at `run_start`);
+    /// returns how many. A live writer's temporary file is left alone, and so are temporary
+    /// metadata files: a sibling shard may be writing them right now.
+    pub fn remove_stale_temporaries(
+        &self,
+        shard: Shard,
+        run_start: std::time::SystemTime,
+    ) -> Result<usize, Error> {
         let mut removed = 0;
         let mut stack = vec![self.array_path.clone()];
         let num_blocks = self.grid.num_blocks();
@@ -419,7 +499,10 @@ impl MaskOutput {
             };
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.is_dir() {
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if meta.is_dir() {
                     stack.push(path);
                     continue;
                 }
@@ -434,14 +517,19 @@ impl MaskOutput {
                     .grid
                     .number_of(&chunk[1..])
                     .is_some_and(|k| shard.contains(k, num_blocks));
-                if mine {
-                    std::fs::remove_file(&path).map_err(|e| {
-                        self.write_error(
-                            format!("(removing stale temporary {})", path.display()),
-                            e,
-                        )
-                    })?;
-                    removed += 1;
+                let modified = meta.modified().unwrap_or(run_start);
+                if mine && crate::store::is_stale(&file_name, modified, run_start) {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => removed += 1,
+                        // Renamed or removed meanwhile by its writer or another run: fine.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(self.write_error(
+                                format!("(removing stale temporary {})", path.display()),
+                                e,
+                            ));
+                        }
+                    }
                 }
             }
         }
@@ -470,23 +558,21 @@ impl MaskOutput {
 }
 
 /// Channels per chunk and the spatial chunk shape: `--chunks` as given (spatial, or channel
-/// first), else all channels and the label chunk shape clipped to the region.
+/// first), else all channels and the label chunk shape; either clipped to the region (as zarr
+/// clips a default chunk shape). Without `--chunks`, a block that would take more than an
+/// eighth of the memory budget (`bytes_per_voxel` a voxel) is halved along its longest axis
+/// until it does not: a label array stored in one huge chunk is then read in parts.
 fn chunk_layout(
     chunks: Option<&[u64]>,
     num_channels: u64,
     label_chunks: &[u64],
     region: &VoxelRegion,
+    bytes_per_voxel: u64,
+    budget: MemoryBudget,
 ) -> Result<(u64, Vec<u64>), String> {
     let dims = region.shape.len();
     let (channel_chunk, spatial) = match chunks {
-        None => (
-            num_channels,
-            label_chunks
-                .iter()
-                .zip(&region.shape)
-                .map(|(&c, &s)| c.min(s).max(1))
-                .collect(),
-        ),
+        None => (num_channels, label_chunks.to_vec()),
         Some(c) if c.len() == dims => (num_channels, c.to_vec()),
         Some(c) if c.len() == dims + 1 => (c[0], c[1..].to_vec()),
         Some(c) => {
@@ -500,7 +586,86 @@ fn chunk_layout(
     if channel_chunk == 0 || spatial.contains(&0) {
         return Err("chunk sizes must be positive".into());
     }
+    let channel_chunk = channel_chunk.min(num_channels);
+    let mut spatial: Vec<u64> = spatial
+        .iter()
+        .zip(&region.shape)
+        .map(|(&c, &s)| c.min(s).max(1))
+        .collect();
+    if chunks.is_none() {
+        let target = budget.bytes() / 8;
+        let bytes = |s: &[u64]| {
+            s.iter()
+                .fold(u128::from(bytes_per_voxel), |n, &c| n * u128::from(c))
+        };
+        while bytes(&spatial) > u128::from(target) {
+            let (axis, &longest) = spatial
+                .iter()
+                .enumerate()
+                .max_by_key(|&(_, &c)| c)
+                .expect("at least one axis");
+            if longest <= 1 {
+                break;
+            }
+            spatial[axis] = longest.div_ceil(2);
+        }
+    }
     Ok((channel_chunk, spatial))
+}
+
+/// `path` made absolute and free of `.`/`..` and symbolic links as far as it exists (the rest
+/// is appended as written, lexically normalised).
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other.as_os_str()),
+                }
+            }
+            return out;
+        }
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+/// Fails if the output at `root` is an input of `mask`, inside one, or holds one: the input is
+/// never written to.
+fn check_apart_from_inputs(root: &Path, mask: &MissingAnnotationsMask) -> Result<(), String> {
+    let out = resolved(root);
+    let mut inputs: Vec<&Path> = vec![mask.volume().path()];
+    inputs.extend(mask.class_volumes().iter().map(|v| v.path()));
+    inputs.extend(mask.crop().map(|c| c.path()));
+    for input in inputs {
+        let input_resolved = resolved(input);
+        let problem = if out == input_resolved {
+            "the output is the input".to_string()
+        } else if out.starts_with(&input_resolved) {
+            format!("the output is inside the input {}", input.display())
+        } else if input_resolved.starts_with(&out) {
+            format!("the output contains the input {}", input.display())
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "{problem}; the input is never written to: choose an output path outside it"
+        ));
+    }
+    Ok(())
 }
 
 fn chunk_indices(channel_chunk: u64, block: &Block) -> Vec<u64> {

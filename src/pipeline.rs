@@ -44,7 +44,7 @@
 //! ```
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -150,47 +150,59 @@ pub fn run(
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Summary, Error> {
     let start = Instant::now();
-    output.create()?;
-    let temporaries_removed = output.remove_stale_temporaries(options.shard)?;
-    let grid = output.grid();
-    let mut todo: Vec<u64> = Vec::new();
-    let mut blocks_skipped = 0;
-    let mut voxels_total = 0;
-    for k in options.shard.range(grid.num_blocks()) {
-        let block = grid.block(k);
-        if options.resume && output.is_complete(&block)? {
-            blocks_skipped += 1;
-        } else {
-            voxels_total += block.num_voxels();
-            todo.push(k);
-        }
-    }
-    let num_channels = mask.num_channels();
+    let run_start = std::time::SystemTime::now();
+    let num_workers = options.readers.max(1);
     let depth = options.queue_depth.max(1);
+    let in_flight = if options.writers == 0 {
+        num_workers
+    } else {
+        num_workers + depth + options.writers
+    };
+    output.check_memory(in_flight as u64)?;
+    let grid = output.grid();
+    let range = options.shard.range(grid.num_blocks());
+    // Decode the first block's chunks before creating anything: a codec the input names but
+    // cannot decode fails here, not midway with the output half written.
+    if let Some(first) = range.clone().next() {
+        mask.read_block(&input_region(output, &grid.block(first)))?;
+    }
+    output.create()?;
+    let temporaries_removed = output.remove_stale_temporaries(options.shard, run_start)?;
+    let num_channels = mask.num_channels();
+    // Blocks are taken one at a time from the shard's range (never listed: a grid may have
+    // more blocks than memory holds numbers); under `resume` each is checked as it comes, and
+    // complete ones leave the totals.
     let state = Mutex::new(Progress {
         blocks_done: 0,
-        blocks_total: todo.len() as u64,
+        blocks_total: range.end - range.start,
         voxels_done: 0,
-        voxels_total,
-        blocks_skipped,
+        voxels_total: grid.shard_voxels(options.shard),
+        blocks_skipped: 0,
         elapsed: Duration::ZERO,
     });
-    progress(&state.lock().expect("progress lock").clone());
+    progress(&lock(&state).clone());
 
     let inline = options.writers == 0;
     let (write_tx, write_rx) = sync_channel::<Computed>(depth);
     // Shared by the writers; the first to fail drops it, which stops the workers.
     let write_rx = Mutex::new(Some(write_rx));
     let report = |block: &Block| {
-        let mut p = state.lock().expect("progress lock");
+        let mut p = lock(&state);
         p.blocks_done += 1;
         p.voxels_done += block.num_voxels();
         p.elapsed = start.elapsed();
         progress(&p);
     };
+    let skip = |block: &Block| {
+        let mut p = lock(&state);
+        p.blocks_skipped += 1;
+        p.blocks_total -= 1;
+        p.voxels_total -= block.num_voxels();
+        p.elapsed = start.elapsed();
+        progress(&p);
+    };
     let equal = mask.plan().first_equal_channels();
-    let num_workers = options.readers.max(1);
-    let next_block = AtomicUsize::new(0);
+    let next_block = AtomicU64::new(range.start);
     let stop = AtomicBool::new(false);
     let pool = BufferPool::default();
     let sink = Sink {
@@ -205,8 +217,10 @@ pub fn run(
                 let work = Work {
                     mask,
                     output,
-                    todo: &todo,
+                    blocks: range.clone(),
                     next: &next_block,
+                    resume: options.resume,
+                    skip: &skip,
                     equal: &equal,
                     own_thread: num_workers >= rayon::current_num_threads(),
                     stop: &stop,
@@ -219,7 +233,8 @@ pub fn run(
         let writers: Vec<_> = (0..options.writers)
             .map(|_| {
                 let queue = &write_rx;
-                scope.spawn(move || write_stage(&sink, queue))
+                let stop = &stop;
+                scope.spawn(move || write_stage(&sink, queue, stop))
             })
             .collect();
         let worked: Vec<Result<Worked, Error>> = workers.into_iter().map(join).collect();
@@ -227,15 +242,27 @@ pub fn run(
         (worked, written)
     });
     let mut done = Worked::new(num_channels);
+    let mut first_error = None;
     for result in work_results {
-        done.add(&result?);
+        match result {
+            Ok(worked) => done.add(&worked),
+            Err(e) => keep_first(&mut first_error, e),
+        }
     }
     let (mut blocks_written, mut write_time) = (done.blocks_written, done.write_time);
     for result in write_results {
-        let (blocks, busy) = result?;
-        blocks_written += blocks;
-        write_time += busy;
+        match result {
+            Ok((blocks, busy)) => {
+                blocks_written += blocks;
+                write_time += busy;
+            }
+            Err(e) => keep_first(&mut first_error, e),
+        }
     }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let blocks_skipped = lock(&state).blocks_skipped;
     Ok(Summary {
         trained: done.trained,
         voxels: done.voxels,
@@ -249,13 +276,62 @@ pub fn run(
     })
 }
 
+/// Keeps the first error that is not a consequence of another (a stage stopped because another
+/// failed returns no error of its own); a panic is kept over anything else.
+fn keep_first(first: &mut Option<Error>, e: Error) {
+    let replace = match first {
+        None => true,
+        Some(Error::Panic { .. }) => false,
+        Some(_) => matches!(e, Error::Panic { .. }),
+    };
+    if replace {
+        *first = Some(e);
+    }
+}
+
+/// Locks `m`, also after a thread panicked holding it (the data are counters: still valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The input voxels of an output block.
+fn input_region(output: &MaskOutput, block: &Block) -> VoxelRegion {
+    VoxelRegion {
+        start: block
+            .start
+            .iter()
+            .zip(output.origin())
+            .map(|(&s, &o)| s + o)
+            .collect(),
+        shape: block.shape.clone(),
+    }
+}
+
+/// Runs `f`, turning a panic into [`Error::Panic`] naming `stage`.
+fn catch<T>(stage: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        Err(Error::Panic {
+            stage: stage.to_string(),
+            message,
+        })
+    })
+}
+
 /// What a worker shares with the others.
 struct Work<'a> {
     mask: &'a MissingAnnotationsMask,
     output: &'a MaskOutput,
     /// The blocks of this run; the workers take the next one from `next`.
-    todo: &'a [u64],
-    next: &'a AtomicUsize,
+    blocks: std::ops::Range<u64>,
+    next: &'a AtomicU64,
+    /// Skip blocks whose chunks are all stored, reporting them to `skip`.
+    resume: bool,
+    skip: &'a (dyn Fn(&Block) + Sync),
     /// [`crate::mask::PlanRef::first_equal_channels`] of the mask.
     equal: &'a [Option<usize>],
     /// Compute on the worker's own thread (there are at least as many workers as engine
@@ -286,7 +362,7 @@ impl Sink<'_> {
         self.output.write_block(block, &data)?;
         let busy = t.elapsed();
         (self.report)(block);
-        self.pool.lock().expect("buffer pool lock").push(data);
+        lock(self.pool).push(data);
         Ok(busy)
     }
 }
@@ -326,11 +402,14 @@ impl Worked {
     }
 }
 
-/// The result of a stage's thread; its panic goes on in the caller.
-fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    handle
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+/// The result of a stage's thread (whose panics [`catch`] turned into errors already).
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, Error>>) -> Result<T, Error> {
+    handle.join().unwrap_or_else(|_| {
+        Err(Error::Panic {
+            stage: "pipeline".into(),
+            message: "a thread ended without a result".into(),
+        })
+    })
 }
 
 /// Reads, computes and counts blocks, taking the next block of `todo` each time (the workers
@@ -338,7 +417,8 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
 /// writes them itself without a `queue`. Stops early when the queue is closed (a writer
 /// failed) or another worker failed; on its own error, tells the others to stop.
 fn work_stage(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<Worked, Error> {
-    let result = work_blocks(work, queue);
+    // The queue is dropped (unblocking the writers) however this ends, a panic included.
+    let result = catch("reader", move || work_blocks(work, queue));
     if result.is_err() {
         work.stop.store(true, Ordering::Relaxed);
     }
@@ -361,31 +441,22 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
                 .ok()
         })
         .flatten();
-    while let Some(&k) = work.todo.get(work.next.fetch_add(1, Ordering::Relaxed)) {
-        if work.stop.load(Ordering::Relaxed) {
+    loop {
+        let k = work.next.fetch_add(1, Ordering::Relaxed);
+        if k >= work.blocks.end || work.stop.load(Ordering::Relaxed) {
             break;
         }
         let block = output.grid().block(k);
-        let region = VoxelRegion {
-            start: block
-                .start
-                .iter()
-                .zip(output.origin())
-                .map(|(&s, &o)| s + o)
-                .collect(),
-            shape: block.shape.clone(),
-        };
+        if work.resume && output.is_complete(&block)? {
+            (work.skip)(&block);
+            continue;
+        }
+        let region = input_region(output, &block);
         let t = Instant::now();
         let source = mask.read_block(&region)?;
         let read = t.elapsed();
         let n = block.num_voxels() as usize;
-        let mut data = work
-            .sink
-            .pool
-            .lock()
-            .expect("buffer pool lock")
-            .pop()
-            .unwrap_or_default();
+        let mut data = lock(work.sink.pool).pop().unwrap_or_default();
         data.resize(n * work.equal.len(), 0);
         match &own_pool {
             Some(pool) => pool.install(|| mask.compute_block(&source, &mut data))?,
@@ -427,32 +498,43 @@ fn count_trained(data: &[u8], n: usize, equal: &[Option<usize>], trained: &mut [
     }
 }
 
-/// Writes blocks from the shared queue through `sink` until it is empty and closed. On an
-/// error, drops the queue (stopping the run) and returns it.
-fn write_stage(sink: &Sink<'_>, input: &WriterQueue) -> Result<(u64, Duration), Error> {
-    let mut written = 0;
-    let mut busy = Duration::ZERO;
-    loop {
-        let next = {
-            let queue = input.lock().expect("writer queue lock");
-            match queue.as_ref() {
-                Some(rx) => rx.recv().ok(),
-                None => None,
+/// Writes blocks from the shared queue through `sink` until it is empty and closed, or
+/// `stop` is set. On an error or a panic, drops the queue (stopping the workers, which are
+/// blocked on it otherwise) and returns it.
+fn write_stage(
+    sink: &Sink<'_>,
+    input: &WriterQueue,
+    stop: &AtomicBool,
+) -> Result<(u64, Duration), Error> {
+    let result = catch("writer", || {
+        let mut written = 0;
+        let mut busy = Duration::ZERO;
+        loop {
+            let next = {
+                let queue = lock(input);
+                match queue.as_ref() {
+                    Some(rx) => rx.recv().ok(),
+                    None => None,
+                }
+            };
+            let Some((block, data)) = next else {
+                break;
+            };
+            if stop.load(Ordering::Relaxed) {
+                // A worker failed: drop the queue, so no other worker stays blocked on it.
+                lock(input).take();
+                break;
             }
-        };
-        let Some((block, data)) = next else {
-            break;
-        };
-        match sink.write(&block, data) {
-            Ok(t) => busy += t,
-            Err(e) => {
-                input.lock().expect("writer queue lock").take();
-                return Err(e);
-            }
+            busy += sink.write(&block, data)?;
+            written += 1;
         }
-        written += 1;
+        Ok((written, busy))
+    });
+    if result.is_err() {
+        lock(input).take();
+        stop.store(true, Ordering::Relaxed);
     }
-    Ok((written, busy))
+    result
 }
 
 #[cfg(test)]

@@ -640,6 +640,18 @@ fn every_bad_input_is_one_clear_error_and_nothing_is_written() {
     std::fs::write(d("bad.json"), "[[\"a\", [1]").unwrap();
     std::fs::write(d("badid.json"), r#"[["a", [1, -2]]]"#).unwrap();
     std::fs::write(d("empty.json"), "[]").unwrap();
+    std::fs::write(d("empty.toml"), "").unwrap();
+    std::fs::write(d("none.toml"), "groupings = []\n").unwrap();
+    std::fs::write(
+        d("bad.toml"),
+        "groupings = [\n  [\"a\", [1]],\n  [\"b\" [2]],\n]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d("big.toml"),
+        "groupings = [[\"a\", [1, 9223372036854775808]]]\n",
+    )
+    .unwrap();
     std::fs::write(d("afile"), "x").unwrap();
     std::fs::create_dir(dir.path().join("foreign")).unwrap();
     std::fs::write(dir.path().join("foreign/notes.txt"), "mine").unwrap();
@@ -699,7 +711,39 @@ fn every_bad_input_is_one_clear_error_and_nothing_is_written() {
         ),
         (
             compute_args(&labels, &d("empty.json"), &out, &[]),
-            vec![out.clone(), "no channels".into()],
+            vec![format!(
+                "error: {}: the groupings have no channels",
+                d("empty.json")
+            )],
+        ),
+        (
+            compute_args(&labels, &d("empty.toml"), &out, &[]),
+            vec![format!(
+                "error: {}: the groupings have no channels",
+                d("empty.toml")
+            )],
+        ),
+        (
+            compute_args(&labels, &d("none.toml"), &out, &[]),
+            vec![format!(
+                "error: {}: the groupings have no channels",
+                d("none.toml")
+            )],
+        ),
+        (
+            compute_args(&labels, &d("bad.toml"), &out, &[]),
+            vec![
+                d("bad.toml"),
+                "groupings are not valid: TOML line 3, column".into(),
+            ],
+        ),
+        (
+            compute_args(&labels, &d("big.toml"), &out, &[]),
+            vec![
+                d("big.toml"),
+                "TOML line 1, column 24: integer 9223372036854775808 is out of range".into(),
+                "as JSON".into(),
+            ],
         ),
         (
             compute_args(&labels, &g, &out, &["--roi=40,0,-8:120,96,100"]),
@@ -816,6 +860,52 @@ fn every_bad_input_is_one_clear_error_and_nothing_is_written() {
     }
 }
 
+/// `--threads` beyond what the system grants (issue 12) is one error line at the start, not a
+/// panic ("The global thread pool has not been initialized") at the first parallel step. A
+/// 1 GiB address-space limit leaves room for a few hundred 2 MiB thread stacks, not 4096
+/// (RLIMIT_NPROC would not do: root is exempt from it).
+#[cfg(target_os = "linux")]
+#[test]
+fn threads_the_system_refuses_are_one_error_line() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let labels = crop(dir.path(), "crop.zarr", ZarrFormat::V3);
+    let g = groupings_file(dir.path());
+    let out = dir.path().join("out.zarr");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_annomask"));
+    cmd.args(["compute", "--engine", "cpu", "--quiet", "--threads", "4096"])
+        .arg(&labels)
+        .arg("--groupings")
+        .arg(&g)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("RUST_MIN_STACK");
+    // SAFETY: setrlimit is async-signal-safe, and the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].starts_with("error: --threads 4096: cannot start 4096 threads: "),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
 #[test]
 fn a_corrupted_input_chunk_names_the_array_and_leaves_only_complete_chunks() {
     let dir = tempfile::tempdir().unwrap();
@@ -837,7 +927,11 @@ fn a_corrupted_input_chunk_names_the_array_and_leaves_only_complete_chunks() {
     fails(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         1,
-        &[&labels.display().to_string(), "cannot read", "[8, 8, 8]"],
+        &[
+            &labels.display().to_string(),
+            "cannot read",
+            "chunk c/1/1/1",
+        ],
     );
     assert!(temporaries(&out).is_empty());
     // What was written is complete: every chunk present decodes, and a resume run after

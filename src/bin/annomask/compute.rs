@@ -73,6 +73,11 @@ pub struct ComputeArgs {
     /// at least as many as engine threads).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     readers: u64,
+    /// The memory a run may hold at once (labels and masks of the blocks in flight), e.g.
+    /// 16GiB; output chunks whose blocks do not fit are refused, compressed label chunks
+    /// larger than a quarter of it too. [default: 8GiB, or ANNOMASK_MEMORY_BUDGET]
+    #[arg(long, value_name = "BYTES", default_value_t = annomask::budget::MemoryBudget::default())]
+    memory_budget: annomask::budget::MemoryBudget,
     /// No progress and no summary; errors only.
     #[arg(long, short)]
     quiet: bool,
@@ -80,14 +85,12 @@ pub struct ComputeArgs {
 
 pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     if let Some(n) = args.threads {
-        // Fails only if a pool exists already, which it does not this early.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n as usize)
-            .build_global();
+        crate::args::start_threads(n)?;
     }
     let groupings = ChannelGroupings::from_file(&args.groupings)?;
     let inputs = batch::expand_inputs(&args.labels)?;
-    let outs = OutputTemplate::new(&args.out).render_all(&inputs)?;
+    let out = annomask::store::local_path(&args.out)?;
+    let outs = OutputTemplate::new(out.to_string_lossy().as_ref()).render_all(&inputs)?;
     let options = args.mask.options().engine(args.engine).verify(args.verify);
     let crop_options = args.crop.options();
     let output_options = OutputOptions {
@@ -100,6 +103,7 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
         }),
         chunks: args.chunks.clone(),
         compression: args.compression,
+        memory_budget: args.memory_budget,
     };
 
     // Check every input and output before writing anything and before looking for a GPU: the
@@ -107,13 +111,14 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     let mut checked = Vec::with_capacity(inputs.len());
     for (input, out) in inputs.iter().zip(&outs) {
         check_source(input, &args.mask, &args.crop)?;
-        let mask = MissingAnnotationsMask::open_with_engine(
+        let mut mask = MissingAnnotationsMask::open_with_engine(
             input,
             groupings.clone(),
             options,
             &crop_options,
             Engine::cpu(),
         )?;
+        mask.set_memory_budget(args.memory_budget);
         let region = match &args.roi {
             Some(roi) => Some(
                 mask.volume()

@@ -37,7 +37,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let temp;
     let dir = match &args.out {
-        Some(d) => d.clone(),
+        Some(d) => annomask::store::local_path(&d.to_string_lossy())?,
         None => {
             temp = tempfile::tempdir().map_err(|e| annomask::StorageError::Write {
                 path: std::env::temp_dir().display().to_string(),

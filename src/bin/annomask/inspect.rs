@@ -35,7 +35,7 @@ pub fn run(args: InspectArgs) -> Result<(), CliError> {
         .as_ref()
         .map(ChannelGroupings::from_file)
         .transpose()?;
-    let path = &args.labels;
+    let path = &annomask::store::local_path(&args.labels.to_string_lossy())?;
     if check_source(path, &args.mask, &args.crop)? {
         // A crop group: its class table, the plan, warnings. What would stop `compute` (a
         // scale some class lacks, arrays that disagree) is a warning here.
@@ -53,6 +53,7 @@ pub fn run(args: InspectArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let volume = LabelVolume::open(path)?;
+    volume.check_decodes()?;
     let groupings = groupings.map(|g| g.into_ids(path)).transpose()?;
     let report = Inspection::of(&volume, groupings.as_ref(), &args.mask.options())?;
     if args.json {
