@@ -4,7 +4,7 @@
 For each ROI of a list: read the labels with zarr-python, binarize them per channel the way
 DaCapo's `BinarizeArray` does (`np.isin(labels, ids)`, or `labels != 0` for an empty id list),
 and compute the mask the way its released `MissingAnnotationsMask` does (`dacapo_mask` of
-../shared/reference/reference_mask.py) — two separate numpy passes, as DaCapo runs them. The
+reference/reference_mask.py) — two separate numpy passes, as DaCapo runs them. The
 missing ids are read once from the `labels` attribute, as DaCapo does when it opens the array.
 
   python python_feeder.py --reference reference_mask.py --labels crop.zarr/labels \

@@ -3,7 +3,7 @@
 
 The same job as `annomask compute`, the way a DaCapo user would write it: read the whole label
 array with zarr-python, take the missing ids from its `labels` attribute, compute DaCapo's
-released mask (`dacapo_mask` of ../shared/reference/reference_mask.py), and write it with
+released mask (`dacapo_mask` of reference/reference_mask.py), and write it with
 zarr-python in the chunks and codec annomask writes (channels x the label chunk shape, blosc
 lz4 level 5 with byte shuffle, zarr v3).
 

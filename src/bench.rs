@@ -64,8 +64,8 @@ impl Default for BenchConfig {
 }
 
 /// The reference's Python and script, if found: `ANNOMASK_REFERENCE_PYTHON` or the venv that
-/// `shared/reference/setup.sh` makes (`/tmp/annomask-ref`), and `ANNOMASK_REFERENCE_SCRIPT` or
-/// `../shared/reference/reference_mask.py` beside the crate.
+/// `reference/setup.sh` makes (`/tmp/annomask-ref`), and `ANNOMASK_REFERENCE_SCRIPT` or the
+/// crate's own `reference/reference_mask.py`.
 pub fn find_reference() -> Option<(PathBuf, PathBuf)> {
     let python = default_reference_python()?;
     let script = default_reference_script();
@@ -79,13 +79,13 @@ pub fn default_reference_python() -> Option<PathBuf> {
         .or_else(|| Some(PathBuf::from("/tmp/annomask-ref/bin/python")).filter(|p| p.exists()))
 }
 
-/// `ANNOMASK_REFERENCE_SCRIPT`, else `../shared/reference/reference_mask.py` beside the crate
-/// (which may not exist).
+/// `ANNOMASK_REFERENCE_SCRIPT`, else the crate's `reference/reference_mask.py` (which may not
+/// exist where the binary runs outside its source tree).
 pub fn default_reference_script() -> PathBuf {
     std::env::var_os("ANNOMASK_REFERENCE_SCRIPT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/reference_mask.py")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference_mask.py")
         })
 }
 
@@ -290,7 +290,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
 
     let mut reference = Vec::new();
     match &config.reference {
-        None => notes.push("numpy reference skipped: no Python venv found (run ../shared/reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into()),
+        None => notes.push("numpy reference skipped: no Python venv found (run reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into()),
         Some((python, script)) => match run_reference(python, script, config) {
             Ok(r) => reference = r.into_iter().map(|(name, seconds)| Row {
                 name,

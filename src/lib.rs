@@ -7,7 +7,8 @@
 //! is *present* in the crop and whether it was *annotated*. A training channel groups ids
 //! (`mito = [3, 4, 5]`). Where a class is present but not annotated, training its channel would
 //! teach false negatives; the mask switches it off. The mask is `u8`, shape
-//! `(channels, *spatial)`: 1 = train here, 0 = don't. The contract is `SPEC.md`.
+//! `(channels, *spatial)`: 1 = train here, 0 = don't. The contract is `docs/contract.md`
+//! (code comments cite its sections as `SPEC n`).
 //!
 //! CellMap crop groups (per-class arrays with `absent` / `present` / `unknown` codes, the format
 //! of the CellMap segmentation challenge) open through the same API with groupings by class

@@ -1,11 +1,11 @@
-//! End to end against the independent numpy reference (`../shared/reference/reference_mask.py`,
-//! DaCapo's algorithm) and zarr-python 3: `annomask compute` output, read by zarr-python, equals
-//! the reference mask computed by numpy from the same zarr crop, for v2 and v3 crops and both
-//! policies; an OME-NGFF output group is followed to its array by zarr-python. Where the Python
-//! also has tensorstore, the outputs are read through tensorstore too.
+//! End to end against the independent numpy reference (`reference/reference_mask.py`, written
+//! from docs/contract.md) and zarr-python 3: `annomask compute` output, read by zarr-python,
+//! equals the reference mask computed by numpy from the same zarr crop, for v2 and v3 crops and
+//! both policies; an OME-NGFF output group is followed to its array by zarr-python. Where the
+//! Python also has tensorstore, the outputs are read through tensorstore too.
 //!
 //! Needs Python with numpy and zarr >= 3: `ANNOMASK_REF_PYTHON`, else the venv that
-//! `../shared/reference/setup.sh` makes (`/tmp/annomask-ref/bin/python`), else `python3`.
+//! `reference/setup.sh` makes (`/tmp/annomask-ref/bin/python`), else `python3`.
 //! Without them the test prints why and passes as skipped, unless `REQUIRE_REFERENCE=1`.
 
 mod common;
@@ -13,12 +13,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use annomask::{LabelDtype, ZarrFormat};
+use annomask::{
+    EngineChoice, Groupings, LabelDtype, MaskOptions, MissingAnnotationsMask, ZarrFormat,
+};
 use common::{labels_attr, read_mask, write_crop};
 use serde_json::json;
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/reference_mask.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference_mask.py")
 }
 
 /// A Python that has numpy and zarr >= 3, or why there is none.
@@ -139,20 +141,47 @@ fn run(cmd: &mut Command) {
     );
 }
 
-#[test]
-fn output_read_by_zarr_python_equals_the_numpy_reference() {
-    let python = match python() {
-        Ok(p) => p,
+/// The reference Python, or `None` (after saying why) when the test should skip.
+fn python_or_skip() -> Option<String> {
+    match python() {
+        Ok(p) => Some(p),
         Err(why) if std::env::var("REQUIRE_REFERENCE").is_ok_and(|v| v == "1") => {
             panic!("REQUIRE_REFERENCE=1 but no reference Python: {why}")
         }
         Err(why) => {
             eprintln!(
                 "skipping the reference test: no Python with numpy and zarr >= 3 ({why}); \
-                 run `bash ../shared/reference/setup.sh` to make one"
+                 run `bash reference/setup.sh` to make one"
             );
-            return;
+            None
         }
+    }
+}
+
+/// Fails with the shape or the first differing element (not the whole arrays) unless `got`
+/// equals `want`.
+fn assert_same(got: &(Vec<u64>, Vec<u8>), want: &(Vec<u64>, Vec<u8>), what: &str) {
+    assert_eq!(got.0, want.0, "{what}: shapes differ");
+    if let Some(i) = (0..got.1.len()).find(|&i| got.1[i] != want.1[i]) {
+        panic!(
+            "{what}: element {i} (C order) is {}, the reference has {}",
+            got.1[i], want.1[i]
+        );
+    }
+}
+
+/// `array` (channels first, C order) as `read_npy` gives a .npy file: shape and data.
+fn as_npy(array: &ndarray::ArrayD<u8>) -> (Vec<u64>, Vec<u8>) {
+    (
+        array.shape().iter().map(|&s| s as u64).collect(),
+        array.iter().copied().collect(),
+    )
+}
+
+#[test]
+fn output_read_by_zarr_python_equals_the_numpy_reference() {
+    let Some(python) = python_or_skip() else {
+        return;
     };
     let tensorstore = has_tensorstore(&python);
     let dir = tempfile::tempdir().unwrap();
@@ -199,6 +228,7 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
                 .arg("--out")
                 .arg(&out));
             let reference = dir.path().join(format!("ref{i}_{policy}.npy"));
+            let targets = dir.path().join(format!("targets{i}_{policy}.npy"));
             run(Command::new(&python)
                 .arg(script())
                 .args(["mask", "--policy", policy, "--labels"])
@@ -206,7 +236,9 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
                 .arg("--groupings")
                 .arg(&groupings)
                 .arg("--out")
-                .arg(&reference));
+                .arg(&reference)
+                .arg("--targets-out")
+                .arg(&targets));
             let by_zarr_python = dir.path().join(format!("zp{i}_{policy}.npy"));
             read_with(&python, "zarr", &out, &by_zarr_python);
             let attrs = annomask::volume::node_attributes(&out).unwrap();
@@ -219,6 +251,26 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
                 read_mask(&out),
                 reference,
                 "crop {i} {policy} through zarrs"
+            );
+            // The library's targets (DaCapo's BinarizeArray) equal the reference's too.
+            let mask = MissingAnnotationsMask::open(
+                &labels,
+                Groupings::from_file(&groupings).unwrap(),
+                MaskOptions::default()
+                    .policy(policy.parse().unwrap())
+                    .engine(EngineChoice::Cpu),
+            )
+            .unwrap();
+            let (m, t) = mask.get_with_targets(&mask.roi()).unwrap();
+            assert_same(
+                &as_npy(&m),
+                &reference,
+                &format!("crop {i} {policy} library mask"),
+            );
+            assert_same(
+                &as_npy(&t),
+                &read_npy(&targets),
+                &format!("crop {i} {policy} targets"),
             );
             if tensorstore {
                 let by_tensorstore = dir.path().join(format!("ts{i}_{policy}.npy"));
@@ -286,5 +338,182 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
             "OME v{}",
             format.number()
         );
+    }
+}
+
+/// Deterministic values for a class array: `palette[hash(i) % len]` per voxel.
+fn palette_values<T: Copy>(n: usize, seed: u64, palette: &[T]) -> Vec<T> {
+    (0..n as u64)
+        .map(|i| {
+            let mut x = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            x ^= x >> 31;
+            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            palette[(x >> 17) as usize % palette.len()]
+        })
+        .collect()
+}
+
+/// CellMap crop groups (contract 1.4): `annomask compute` on a crop group, read by zarr-python,
+/// and the library's mask and targets equal `reference_mask.py crop`, for v2 and v3 crops at
+/// two scales; classes of four dtypes, a negative `unknown` code in a signed array, a code the
+/// dtype cannot hold, a class without `unknown`, and a channel with a class the crop lacks.
+#[test]
+fn crop_group_output_equals_the_numpy_reference() {
+    use annomask::cellmap::attrs::{AnnotationKind, Encoding};
+    use annomask::cellmap::synth::{ClassSpec, CropSpec, SEMANTIC, write_crop};
+    use annomask::{ClassGroupings, CropOptions, LabelArray};
+    use ndarray::{ArrayD, IxDyn};
+
+    let Some(python) = python_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let groupings = dir.path().join("classes.json");
+    std::fs::write(
+        &groupings,
+        r#"[["mito", ["mito_mem", "mito"]], ["lacking", ["mito_mem", "er_lum"]],
+            ["signed", ["signed"]], ["wide", ["wide"]], ["ecs", ["ecs"]],
+            ["mixed", ["wide", "signed", "mito"]]]"#,
+    )
+    .unwrap();
+    let shape = [9usize, 10, 12];
+    let n: usize = shape.iter().product();
+    let u8s = |seed, p: &[u8]| {
+        LabelArray::from(ArrayD::from_shape_vec(IxDyn(&shape), palette_values(n, seed, p)).unwrap())
+    };
+    let classes = [
+        (
+            "mito_mem",
+            AnnotationKind::Semantic,
+            SEMANTIC,
+            u8s(1, &[0, 1, 1, 255, 7]),
+        ),
+        (
+            "mito",
+            AnnotationKind::Instance,
+            Encoding {
+                absent: Some(0),
+                present: None,
+                unknown: Some(u64::MAX),
+            },
+            LabelArray::from(
+                ArrayD::from_shape_vec(
+                    IxDyn(&shape),
+                    palette_values(n, 2, &[0u64, u64::MAX, 5, 1 << 40, 255]),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            // -1 in the metadata is 2^64-1: it matches -1 in an int8 array
+            "signed",
+            AnnotationKind::Instance,
+            Encoding {
+                absent: Some(0),
+                present: None,
+                unknown: Some(u64::MAX),
+            },
+            LabelArray::from(
+                ArrayD::from_shape_vec(IxDyn(&shape), palette_values(n, 3, &[0i8, -1, 3, -5, 127]))
+                    .unwrap(),
+            ),
+        ),
+        (
+            // 70000 does not fit uint16: no voxel is unknown
+            "wide",
+            AnnotationKind::Semantic,
+            Encoding {
+                absent: Some(0),
+                present: Some(1),
+                unknown: Some(70000),
+            },
+            LabelArray::from(
+                ArrayD::from_shape_vec(
+                    IxDyn(&shape),
+                    palette_values(n, 4, &[0u16, 1, 2, 65535, 4464]),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "ecs",
+            AnnotationKind::Semantic,
+            Encoding {
+                absent: Some(0),
+                present: Some(1),
+                unknown: None,
+            },
+            u8s(5, &[0, 1, 9]),
+        ),
+    ];
+    for format in [ZarrFormat::V2, ZarrFormat::V3] {
+        let specs = classes
+            .iter()
+            .map(|(name, kind, encoding, values)| {
+                let mut spec = ClassSpec::new(*name, *kind, *encoding, values.clone());
+                spec.scales = 2;
+                spec.chunks = vec![4, 5, 6];
+                spec
+            })
+            .collect();
+        let mut spec = CropSpec::new(specs);
+        spec.format = format;
+        let crop = write_crop(&dir.path().join(format!("crop{}", format.number())), &spec).unwrap();
+        for scale in ["s0", "s1"] {
+            let tag = format!("v{} {scale}", format.number());
+            let out = dir
+                .path()
+                .join(format!("crop_mask{}_{scale}.zarr", format.number()));
+            run(Command::new(env!("CARGO_BIN_EXE_annomask"))
+                .args(["compute", "--engine", "cpu", "--quiet", "--scale", scale])
+                .arg(&crop)
+                .arg("--groupings")
+                .arg(&groupings)
+                .arg("--out")
+                .arg(&out));
+            let reference = dir
+                .path()
+                .join(format!("crop_ref{}_{scale}.npy", format.number()));
+            let targets = dir
+                .path()
+                .join(format!("crop_targets{}_{scale}.npy", format.number()));
+            run(Command::new(&python)
+                .arg(script())
+                .args(["crop", "--scale", scale, "--crop"])
+                .arg(&crop)
+                .arg("--groupings")
+                .arg(&groupings)
+                .arg("--out")
+                .arg(&reference)
+                .arg("--targets-out")
+                .arg(&targets));
+            let reference = read_npy(&reference);
+            let targets = read_npy(&targets);
+            assert_eq!(reference.0[0], 6, "{tag}");
+            assert!(
+                reference.1.contains(&1) && reference.1.contains(&0),
+                "{tag}"
+            );
+            assert!(targets.1.contains(&1), "{tag}");
+            let by_zarr_python = dir
+                .path()
+                .join(format!("crop_zp{}_{scale}.npy", format.number()));
+            read_with(&python, "zarr", &out, &by_zarr_python);
+            assert_same(
+                &read_npy(&by_zarr_python),
+                &reference,
+                &format!("{tag}: compute"),
+            );
+            let mask = MissingAnnotationsMask::open_with(
+                &crop,
+                ClassGroupings::from_file(&groupings).unwrap(),
+                MaskOptions::default().engine(EngineChoice::Cpu),
+                &CropOptions::default().scale(scale),
+            )
+            .unwrap();
+            let (m, t) = mask.get_with_targets(&mask.roi()).unwrap();
+            assert_same(&as_npy(&m), &reference, &format!("{tag}: library mask"));
+            assert_same(&as_npy(&t), &targets, &format!("{tag}: library targets"));
+        }
     }
 }

@@ -17,7 +17,7 @@ training feeder that yields numpy batches of random ROIs::
 
 Label arrays (zarr v2/v3 integer ids with a ``labels`` annotation-metadata attribute) are
 grouped by label id; CellMap crop groups (per-class arrays with absent/present/unknown codes)
-are grouped by class name. The contract is the project's SPEC.md.
+are grouped by class name. The contract is the project's docs/contract.md.
 
 Errors carry the Rust message, naming the thing at fault: ``ValueError`` for bad metadata,
 groupings, geometry (ROIs), crop groups and options; ``FileNotFoundError`` / ``OSError`` for

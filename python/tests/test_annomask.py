@@ -1,10 +1,10 @@
 """Tests of the Python binding (``annomask``), against an independent numpy oracle.
 
 The labels and class arrays are read back with zarr-python, and the expected masks computed in
-numpy: SPEC 2 by ``reference_mask.py`` (``../shared/reference/``, DaCapo's algorithm) when it is
-beside the repository, else by the same formulas below; SPEC 1.4 (crop groups) by
-``crop_oracle``. GPU cases run with ``engine="gpu"`` where an adapter is found (lavapipe with
-``WGPU_BACKEND=vulkan``); they skip otherwise, and fail under ``REQUIRE_GPU=1``.
+numpy: SPEC 2 (docs/contract.md) by the repository's numpy reference
+``reference/reference_mask.py``; SPEC 1.4 (crop groups) by ``crop_oracle`` below. GPU cases run
+with ``engine="gpu"`` where an adapter is found (lavapipe with ``WGPU_BACKEND=vulkan``); they
+skip otherwise, and fail under ``REQUIRE_GPU=1``.
 """
 
 import importlib.util
@@ -20,7 +20,7 @@ import zarr
 import annomask
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-REFERENCE = REPO.parent / "shared" / "reference" / "reference_mask.py"
+REFERENCE = REPO / "reference" / "reference_mask.py"
 
 LABEL_GROUPINGS = [
     ("mito", [3, 4, 5]),  # 5 (mito_ribo) is missing: zeroed under whole-channel
@@ -40,40 +40,11 @@ CLASS_GROUPINGS = [
 
 
 def _load_reference():
-    """``reference_mask.py`` if present, else the same SPEC 1.2 / 2 formulas here."""
-    if REFERENCE.is_file():
-        spec = importlib.util.spec_from_file_location("reference_mask", REFERENCE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.missing_ids, module.reference_mask
-
-    def missing_ids(labels_attr, sparse_is_missing=True):
-        out = set()
-        for entry in labels_attr:
-            state = entry["annotationState"]
-            if not state["present"]:
-                continue
-            ann = state.get("annotated")
-            sparse = ann == "sparse" or state.get("sparse") is True
-            if ann is False or ann == "empty" or (sparse and sparse_is_missing):
-                out.add(int(entry["value"]))
-        return out
-
-    def reference_mask(labels, groupings, missing, background=0, policy="whole-channel"):
-        fg = labels != background
-        mask = np.empty((len(groupings), *labels.shape), dtype=np.uint8)
-        for c, (_, ids) in enumerate(groupings):
-            bad = [i for i in ids if i in missing]
-            if policy == "whole-channel":
-                mask[c] = 0 if bad else fg
-            else:
-                m = fg.copy()
-                for i in bad:
-                    m &= labels != i
-                mask[c] = m
-        return mask
-
-    return missing_ids, reference_mask
+    """``missing_ids`` and ``reference_mask`` of the numpy reference (SPEC 1.2, 2)."""
+    spec = importlib.util.spec_from_file_location("reference_mask", REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.missing_ids, module.reference_mask
 
 
 missing_ids, reference_mask = _load_reference()

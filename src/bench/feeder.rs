@@ -121,7 +121,7 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
 
     let python = match &config.reference {
         None => {
-            notes.push("numpy feeder skipped: no Python venv found (run ../shared/reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into());
+            notes.push("numpy feeder skipped: no Python venv found (run reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into());
             None
         }
         Some((python, reference)) => {

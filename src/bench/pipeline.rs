@@ -378,7 +378,7 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
 
     let python = match &config.reference {
         None => {
-            notes.push("Python pipeline skipped: no Python venv found (run ../shared/reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into());
+            notes.push("Python pipeline skipped: no Python venv found (run reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into());
             None
         }
         Some((python, reference)) => {

@@ -1,5 +1,5 @@
-//! Test helpers: the naive oracle and crop writers. The oracle follows SPEC.md section 2 word for
-//! word and shares no code with the engines or the plan.
+//! Test helpers: the naive oracle and crop writers. The oracle follows SPEC 2
+//! (docs/contract.md) word for word and shares no code with the engines or the plan.
 #![allow(dead_code)]
 
 pub mod crop;
