@@ -1,7 +1,11 @@
-//! Engine selection (SPEC 5): `cpu`, `gpu`, or `auto` (the GPU if an adapter is found, else the
-//! CPU), and the `verify` mode that recomputes on the CPU and reports the first difference.
+//! Engine selection (SPEC 5): `cpu`, `gpu`, or `auto` (a hardware GPU only where it measures
+//! faster end to end than the CPU on a trial block, else the CPU; see `docs/auto-engine.md`),
+//! the `verify` mode that recomputes on the CPU and reports the first difference, and the
+//! fallback of a failing GPU (a lost device) to the CPU.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -10,9 +14,102 @@ use crate::cellmap::{self, CropPlan};
 use crate::cpu;
 use crate::error::{Error, GpuError, Result};
 use crate::gpu::{AdapterPolicy, GpuEngine};
-use crate::label::{LabelArray, LabelSlice};
-use crate::options::EngineChoice;
+use crate::groupings::Groupings;
+use crate::label::{LabelArray, LabelDtype, LabelSlice};
+use crate::options::{EngineChoice, MaskOptions};
 use crate::plan::MaskPlan;
+
+/// Edge of the cubic trial block that `auto` times on each engine (64^3 voxels: the size of a
+/// typical zarr chunk, which is what `compute` hands an engine at a time).
+pub const TRIAL_EDGE: usize = 64;
+/// Channels of the trial block.
+pub const TRIAL_CHANNELS: usize = 8;
+/// Label dtype of the trial block (EM label volumes are mostly `uint64`).
+pub const TRIAL_DTYPE: LabelDtype = LabelDtype::U64;
+/// Timed runs per engine (after one untimed warm-up run); the best is kept.
+pub const TRIAL_RUNS: usize = 5;
+
+/// What `auto` measured: the best end-to-end seconds of the trial block on each engine (host
+/// labels in, host mask out: upload, compute and readback on the GPU).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trial {
+    /// Best seconds on the CPU engine (all its threads).
+    pub cpu_seconds: f64,
+    /// Best seconds on the GPU engine.
+    pub gpu_seconds: f64,
+    /// Voxels of the trial block.
+    pub voxels: usize,
+}
+
+impl Trial {
+    /// Times the trial block ([`TRIAL_EDGE`]^3 [`TRIAL_DTYPE`] labels, [`TRIAL_CHANNELS`]
+    /// channels, the benchmark's labels and groupings) on the CPU engine and on `gpu`, one
+    /// warm-up run each, then [`TRIAL_RUNS`] interleaved timed runs. The two masks must be equal
+    /// (else [`Error::VerifyMismatch`]).
+    pub fn measure(gpu: &GpuEngine) -> Result<Trial> {
+        let shape = [TRIAL_EDGE; 3];
+        let palette: Vec<u64> = (0..40).collect();
+        let labels = crate::synth::uniform_labels(&shape, TRIAL_DTYPE, &palette, 0);
+        let groupings = Groupings::new(
+            (0..TRIAL_CHANNELS as u64)
+                .map(|c| (format!("c{c}"), vec![3 * c + 1, 3 * c + 2, 3 * c + 3])),
+        )
+        .expect("generated names are unique");
+        let plan = MaskPlan::new(
+            &groupings,
+            &BTreeSet::from([4, 11]),
+            &MaskOptions::default(),
+        );
+        let slice = labels.as_slice();
+        let n = slice.len();
+        let (mut on_cpu, mut on_gpu) =
+            (vec![0u8; n * TRIAL_CHANNELS], vec![0u8; n * TRIAL_CHANNELS]);
+        let cpu_run = |out: &mut [u8]| {
+            let t = Instant::now();
+            cpu::compute_into_tuned(
+                &plan,
+                slice,
+                out,
+                MaskLayout::Bytes,
+                cpu::Tuning::auto(out.len()),
+            );
+            t.elapsed().as_secs_f64()
+        };
+        let gpu_run = |out: &mut [u8]| -> Result<f64> {
+            let t = Instant::now();
+            gpu.compute_into(&plan, slice, out)?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        cpu_run(&mut on_cpu);
+        gpu_run(&mut on_gpu)?;
+        check_equal("gpu", &shape, MaskLayout::Bytes, &on_gpu, &on_cpu)?;
+        let (mut cpu_seconds, mut gpu_seconds) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..TRIAL_RUNS {
+            cpu_seconds = cpu_seconds.min(cpu_run(&mut on_cpu));
+            gpu_seconds = gpu_seconds.min(gpu_run(&mut on_gpu)?);
+        }
+        Ok(Trial {
+            cpu_seconds,
+            gpu_seconds,
+            voxels: n,
+        })
+    }
+
+    /// Whether the GPU beat the CPU (`auto` keeps the CPU on a tie: it has no device to lose).
+    pub fn gpu_wins(&self) -> bool {
+        self.gpu_seconds < self.cpu_seconds
+    }
+
+    /// "on a 64^3 uint64 x 8-channel block, end to end: gpu 1.234 ms, cpu 0.456 ms".
+    pub fn describe(&self) -> String {
+        format!(
+            "on a {TRIAL_EDGE}^3 {TRIAL_DTYPE} x {TRIAL_CHANNELS}-channel block, end to end \
+             (labels in host memory, mask back in host memory): gpu {:.3} ms, cpu {:.3} ms",
+            self.gpu_seconds * 1e3,
+            self.cpu_seconds * 1e3
+        )
+    }
+}
 
 /// What computes: the CPU, or a GPU engine (shared, so one device serves many masks).
 #[derive(Clone, Debug)]
@@ -48,32 +145,59 @@ impl Engine {
     }
 
     /// Resolves a choice. `Gpu` takes the best adapter, software ones (lavapipe) included, and
-    /// fails with [`crate::GpuError::NoAdapter`] if there is none. `Auto` takes a hardware adapter if
-    /// there is one, else the CPU: a software adapter runs on the same cores as the CPU engine,
-    /// only slower. The reason is kept in [`Engine::describe`].
+    /// fails with [`crate::GpuError::NoAdapter`] if there is none. `Auto` takes the CPU unless
+    /// a hardware adapter is found and measures faster end to end on a trial block
+    /// ([`Trial::measure`]): for jobs whose labels and masks live in host memory (`compute`,
+    /// `get`), the transfers decide, and a CPU engine running at memory speed usually wins. A
+    /// software adapter runs on the same cores as the CPU engine, only slower, so `auto` does
+    /// not try it. The reason is kept in [`Engine::describe`].
     pub fn select(choice: EngineChoice) -> Result<Engine> {
         match choice {
             EngineChoice::Cpu => Ok(Engine::cpu()),
             EngineChoice::Gpu => Ok(Engine::gpu(Arc::new(GpuEngine::new()?))),
-            EngineChoice::Auto => match GpuEngine::with_policy(AdapterPolicy::HardwareOnly) {
-                Ok(gpu) => Ok(Engine {
-                    note: Some("auto: a GPU adapter was found".into()),
-                    ..Engine::gpu(Arc::new(gpu))
-                }),
-                Err(e) => {
-                    let why = match e {
-                        GpuError::NoAdapter { message } if message.starts_with("only software") => {
-                            format!("{message}; --engine gpu runs on them")
-                        }
-                        GpuError::NoAdapter { message } => message,
-                        other => other.to_string(),
-                    };
-                    Ok(Engine {
-                        note: Some(format!("auto: no hardware GPU ({why})")),
-                        ..Engine::cpu()
-                    })
-                }
+            EngineChoice::Auto => Ok(Engine::select_auto(AdapterPolicy::HardwareOnly)),
+        }
+    }
+
+    /// `auto` among the adapters `policy` allows: [`Engine::select`] uses
+    /// [`AdapterPolicy::HardwareOnly`]; the tests use [`AdapterPolicy::AnyAdapter`] to run the
+    /// trial on a software adapter.
+    #[doc(hidden)]
+    pub fn select_auto(policy: AdapterPolicy) -> Engine {
+        let cpu = |note: String| Engine {
+            note: Some(note),
+            ..Engine::cpu()
+        };
+        let gpu = match GpuEngine::with_policy(policy) {
+            Ok(gpu) => gpu,
+            Err(e) => {
+                let why = match e {
+                    GpuError::NoAdapter { message } if message.starts_with("only software") => {
+                        format!("{message}; --engine gpu runs on them")
+                    }
+                    GpuError::NoAdapter { message } => message,
+                    other => other.to_string(),
+                };
+                return cpu(format!("auto: no hardware GPU ({why})"));
+            }
+        };
+        let adapter = gpu.context().describe();
+        match Trial::measure(&gpu) {
+            Ok(trial) if trial.gpu_wins() => Engine {
+                note: Some(format!(
+                    "auto: the GPU measured faster than the cpu ({} threads) {}",
+                    rayon::current_num_threads(),
+                    trial.describe()
+                )),
+                ..Engine::gpu(Arc::new(gpu))
             },
+            Ok(trial) => cpu(format!(
+                "auto: the cpu measured faster than the GPU {adapter} {}; --engine gpu forces it",
+                trial.describe()
+            )),
+            Err(e) => cpu(format!(
+                "auto: the GPU {adapter} failed its trial block ({e})"
+            )),
         }
     }
 
@@ -92,19 +216,39 @@ impl Engine {
 
     /// A sentence saying which engine this is, on what device, and why it was chosen.
     pub fn describe(&self) -> String {
-        let what = match &self.backend {
+        let mut what = match &self.backend {
             Backend::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
             Backend::Gpu(g) => format!("gpu: {}", g.context().describe()),
         };
-        match &self.note {
-            Some(note) => format!("{what}; {note}"),
-            None => what,
+        if let Some(note) = &self.note {
+            what = format!("{what}; {note}");
+        }
+        if let Some(e) = self.gpu_failure() {
+            what = format!(
+                "{what}; fell back to the cpu ({} threads) after: {e}",
+                rayon::current_num_threads()
+            );
+        }
+        what
+    }
+
+    /// The failure after which a GPU engine hands its blocks to the CPU engine (see
+    /// [`Engine::compute_into`]), if there was one.
+    pub fn gpu_failure(&self) -> Option<&GpuError> {
+        match &self.backend {
+            Backend::Cpu => None,
+            Backend::Gpu(g) => g.failure(),
         }
     }
 
     /// Computes the mask of `labels` into `out` (channel-major, see [`cpu::compute_into`]).
     /// With `verify`, recomputes on the CPU and fails with [`Error::VerifyMismatch`] on any
     /// difference.
+    ///
+    /// On a GPU engine, a failure of the device (lost, or a submission that fails) does not
+    /// fail the call: the CPU engine computes this call and every later one (the results are
+    /// the same, bit for bit), and one warning goes to standard error (see
+    /// [`Engine::gpu_failure`]).
     pub fn compute_into(
         &self,
         plan: &MaskPlan,
@@ -139,11 +283,11 @@ impl Engine {
         targets: &mut [u8],
         verify: bool,
     ) -> Result<()> {
-        match &self.backend {
-            Backend::Cpu => cpu::compute_fused_into(plan, labels, mask, targets),
-            Backend::Gpu(g) => g.compute_fused_into(plan, labels, mask, targets)?,
+        let on_gpu = self.try_gpu(|g| g.compute_fused_into(plan, labels, mask, targets));
+        if !on_gpu {
+            cpu::compute_fused_into(plan, labels, mask, targets);
         }
-        if verify && !matches!(self.backend, Backend::Cpu) {
+        if verify && on_gpu {
             let (mut want_mask, mut want_targets) =
                 (vec![0u8; mask.len()], vec![0u8; targets.len()]);
             cpu::compute_fused_into(plan, labels, &mut want_mask, &mut want_targets);
@@ -167,11 +311,11 @@ impl Engine {
         let cpu_into = |out: &mut [u8]| {
             cpu::compute_into_tuned(plan, labels, out, layout, cpu::Tuning::auto(out.len()))
         };
-        match &self.backend {
-            Backend::Cpu => cpu_into(out),
-            Backend::Gpu(g) => g.compute_layout_into(plan, labels, out, layout)?,
+        let on_gpu = self.try_gpu(|g| g.compute_layout_into(plan, labels, out, layout));
+        if !on_gpu {
+            cpu_into(out);
         }
-        if verify && !matches!(self.backend, Backend::Cpu) {
+        if verify && on_gpu {
             let mut expected = vec![0u8; out.len()];
             cpu_into(&mut expected);
             check_equal(self.name(), shape, layout, out, &expected)?;
@@ -193,11 +337,12 @@ impl Engine {
         mut targets: Option<&mut [u8]>,
         verify: bool,
     ) -> Result<()> {
-        match &self.backend {
-            Backend::Cpu => cellmap::cpu::compute_into(plan, classes, mask, targets.as_deref_mut()),
-            Backend::Gpu(g) => g.compute_crop_into(plan, classes, mask, targets.as_deref_mut())?,
+        let on_gpu =
+            self.try_gpu(|g| g.compute_crop_into(plan, classes, mask, targets.as_deref_mut()));
+        if !on_gpu {
+            cellmap::cpu::compute_into(plan, classes, mask, targets.as_deref_mut());
         }
-        if verify && !matches!(self.backend, Backend::Cpu) {
+        if verify && on_gpu {
             let mut want_mask = vec![0u8; mask.len()];
             let mut want_targets = targets.as_ref().map(|t| vec![0u8; t.len()]);
             cellmap::cpu::compute_into(plan, classes, &mut want_mask, want_targets.as_deref_mut());
@@ -213,6 +358,36 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Runs `compute` on the GPU engine, unless this is the CPU engine or the GPU engine was
+    /// given up; returns whether it computed (false: the caller computes on the CPU). A
+    /// failure gives the GPU engine up for good ([`GpuEngine::give_up`]), with one warning on
+    /// standard error, the first time.
+    fn try_gpu(
+        &self,
+        compute: impl FnOnce(&GpuEngine) -> std::result::Result<(), GpuError>,
+    ) -> bool {
+        let Backend::Gpu(g) = &self.backend else {
+            return false;
+        };
+        if g.failure().is_some() {
+            return false;
+        }
+        match compute(g) {
+            Ok(()) => true,
+            Err(e) => {
+                let warning = format!(
+                    "warning: the GPU engine ({}) failed: {e}; this block and all later ones \
+                     are computed by the cpu engine instead (same results)",
+                    g.context().describe()
+                );
+                if g.give_up(e) {
+                    eprintln!("{warning}");
+                }
+                false
+            }
+        }
     }
 
     /// The mask of `labels`: shape `(channels, *labels.shape())`.

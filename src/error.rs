@@ -432,6 +432,14 @@ pub enum GpuError {
         /// What wgpu said.
         message: String,
     },
+    /// The device was lost (driver reset, GPU fault, or destroyed): it computes nothing more.
+    #[error("GPU device {adapter} was lost: {message}")]
+    DeviceLost {
+        /// The adapter's name.
+        adapter: String,
+        /// Why, as far as the driver told.
+        message: String,
+    },
     /// A GPU operation (validation, out of memory, mapping) failed.
     #[error("GPU {operation} failed: {message}")]
     Operation {

@@ -1,5 +1,5 @@
 //! Options of a mask: background, policies, metadata leniency and engine, with the defaults of
-//! SPEC.md.
+//! the contract (docs/contract.md).
 
 use std::fmt;
 use std::str::FromStr;
@@ -67,7 +67,8 @@ impl FromStr for SparsePolicy {
 /// Which engine computes the mask (SPEC 5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum EngineChoice {
-    /// The GPU if an adapter is found, else the CPU.
+    /// The CPU, or a hardware GPU where one measures faster end to end on a trial block (see
+    /// [`crate::Engine::select`]).
     #[default]
     Auto,
     /// The CPU engine.

@@ -1,8 +1,24 @@
 //! [`GpuContext`]: instance, adapter, device and queue, created once and shared.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::GpuError;
+
+/// The environment variable that makes every GPU device of the process fail as a lost device
+/// would after that many blocks (a testing aid: `ANNOMASK_GPU_FAIL_AFTER=3` lets three blocks
+/// through and loses the device before the fourth is submitted). Read once per process.
+pub const FAIL_AFTER_VARIABLE: &str = "ANNOMASK_GPU_FAIL_AFTER";
+
+/// [`FAIL_AFTER_VARIABLE`], read once.
+fn fail_after_from_env() -> Option<u64> {
+    static VALUE: OnceLock<Option<u64>> = OnceLock::new();
+    *VALUE.get_or_init(|| {
+        std::env::var(FAIL_AFTER_VARIABLE)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
 
 /// Whether a software adapter (lavapipe, llvmpipe, SwiftShader: device type `Cpu`) may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +44,12 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The last error no error scope caught (wgpu would otherwise panic on it).
     pub uncaptured: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost, once it is (wgpu's device-lost callback, or the testing hook).
+    lost: Arc<Mutex<Option<String>>>,
+    /// Blocks submitted so far (counted for the testing hook).
+    submitted: AtomicU64,
+    /// The testing hook: lose the device before submitting more than this many blocks.
+    fail_after: AtomicU64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -58,6 +80,13 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
     }
 }
 
+/// Whether an adapter runs compute shaders.
+fn computes(a: &wgpu::Adapter) -> bool {
+    a.get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+}
+
 impl GpuContext {
     /// Finds the best adapter allowed by `policy` (honouring `WGPU_BACKEND` and the other
     /// `WGPU_*` variables) and creates a device with the adapter's limits.
@@ -66,17 +95,27 @@ impl GpuContext {
         super::quiet::silenced(|| Self::create(policy))
     }
 
+    /// Every adapter found (honouring `WGPU_BACKEND`), with whether it runs compute shaders
+    /// (those that do not are never used). Driver output is captured meanwhile.
+    pub fn adapters() -> Vec<(wgpu::AdapterInfo, bool)> {
+        super::quiet::silenced(|| {
+            let instance = wgpu::Instance::new(
+                wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
+            );
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+                .into_iter()
+                .map(|a| (a.get_info(), computes(&a)))
+                .collect()
+        })
+    }
+
     fn create(policy: AdapterPolicy) -> Result<Self, GpuError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let mut adapters: Vec<wgpu::Adapter> =
             pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
                 .into_iter()
-                .filter(|a| {
-                    a.get_downlevel_capabilities()
-                        .flags
-                        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-                })
+                .filter(computes)
                 .collect();
         let found: Vec<String> = adapters
             .iter()
@@ -122,6 +161,19 @@ impl GpuContext {
                 *slot = Some(e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| {
+                    if message.is_empty() {
+                        format!("{reason:?}")
+                    } else {
+                        format!("{reason:?}: {message}")
+                    }
+                });
+            }
+        });
         let limits = device.limits();
         Ok(Self {
             adapter,
@@ -130,7 +182,56 @@ impl GpuContext {
             info,
             limits,
             uncaptured,
+            lost,
+            submitted: AtomicU64::new(0),
+            fail_after: AtomicU64::new(fail_after_from_env().unwrap_or(u64::MAX)),
         })
+    }
+
+    /// Why the device was lost, if it was. A lost device computes nothing more: every later
+    /// operation of the GPU engine fails with [`GpuError::DeviceLost`].
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Fails with [`GpuError::DeviceLost`] if the device was lost.
+    pub fn check_lost(&self) -> Result<(), GpuError> {
+        match self.lost() {
+            None => Ok(()),
+            Some(message) => Err(GpuError::DeviceLost {
+                adapter: self.info.name.clone(),
+                message,
+            }),
+        }
+    }
+
+    /// A testing aid: after `blocks` more blocks are submitted, the device is destroyed just
+    /// before the next submission, which then goes to a lost device (what
+    /// [`FAIL_AFTER_VARIABLE`] does for a whole process). Counts the blocks of every kernel.
+    /// The loss is recorded at once (a real loss reaches [`GpuContext::lost`] through wgpu's
+    /// device-lost callback, which for a destroyed device comes only once its queue is empty).
+    #[doc(hidden)]
+    pub fn inject_device_loss_after(&self, blocks: u64) {
+        let done = self.submitted.load(Ordering::SeqCst);
+        self.fail_after
+            .store(done.saturating_add(blocks), Ordering::SeqCst);
+    }
+
+    /// Counts a block about to be submitted; loses the device first when the testing hook says
+    /// so ([`GpuContext::inject_device_loss_after`]).
+    pub(crate) fn before_submit(&self) {
+        let n = self.submitted.fetch_add(1, Ordering::SeqCst);
+        if n == self.fail_after.load(Ordering::SeqCst) {
+            let why = format!(
+                "lost on purpose before block {} ({FAIL_AFTER_VARIABLE} or \
+                 inject_device_loss_after)",
+                n + 1
+            );
+            if let Ok(mut slot) = self.lost.lock() {
+                slot.get_or_insert(why);
+            }
+            self.device.destroy();
+        }
     }
 
     /// "name (backend, device type)".

@@ -29,7 +29,7 @@ pub mod quiet;
 pub mod timing;
 pub mod twin;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use buffers::GrowBuffer;
 pub use context::{AdapterPolicy, GpuContext};
@@ -70,6 +70,9 @@ pub struct GpuEngine {
     /// The crop-group kernel (`shaders/cellmap.wgsl`), built on first use by
     /// [`GpuEngine::compute_crop_into`] (`src/cellmap/gpu.rs`); the lock serialises its calls.
     pub(crate) cellmap: Mutex<Option<crate::cellmap::gpu::CellmapKernel>>,
+    /// Set by [`GpuEngine::give_up`]: the first failure of a computation, after which
+    /// [`crate::Engine`] computes on the CPU instead.
+    failed: OnceLock<GpuError>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -103,7 +106,21 @@ impl GpuEngine {
             }),
             max_block_voxels: DEFAULT_MAX_BLOCK_VOXELS,
             cellmap: Mutex::new(None),
+            failed: OnceLock::new(),
         })
+    }
+
+    /// The failure after which this engine was given up ([`GpuEngine::give_up`]), if any.
+    pub fn failure(&self) -> Option<&GpuError> {
+        self.failed.get()
+    }
+
+    /// Records `error` as the reason to compute nothing more on this engine (a lost device, a
+    /// failed submission); returns whether it is the first such failure (the one to report).
+    /// [`crate::Engine`] calls it when a GPU computation fails, and computes on the CPU from
+    /// then on.
+    pub fn give_up(&self, error: GpuError) -> bool {
+        self.failed.set(error).is_ok()
     }
 
     /// Caps the voxels per block below the device's own limits (tests use it to force many
@@ -228,6 +245,7 @@ impl GpuEngine {
         if n == 0 || channels == 0 {
             return Ok(());
         }
+        self.ctx.check_lost()?;
         let dtype = labels.dtype();
         let pipeline = self.pipelines.get(&self.ctx, dtype, kernel)?;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());

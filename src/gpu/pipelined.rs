@@ -77,6 +77,8 @@ pub(crate) fn submit_block(
 ) -> Result<InFlight, GpuError> {
     let (output, bytes) = d.bindings[3];
     let label = format!("{} block", d.name);
+    ctx.check_lost()?;
+    ctx.before_submit();
     let submission = ctx.scoped(&format!("{} dispatch", d.name), || {
         upload();
         let bind_group = bind_group(ctx, &d);
@@ -91,6 +93,8 @@ pub(crate) fn submit_block(
         encoder.copy_buffer_to_buffer(output, 0, d.staging, 0, bytes);
         ctx.queue.submit([encoder.finish()])
     })?;
+    // A lost device swallows submissions without an error: ask it.
+    ctx.check_lost()?;
     let (tx, rx) = mpsc::channel();
     d.staging
         .slice(..bytes)
@@ -160,11 +164,11 @@ pub(crate) fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Resul
             submission_index: Some(submission),
             timeout: None,
         })
-        .map(|_| ())
         .map_err(|e| GpuError::Operation {
             operation: "wait for the device".into(),
             message: e.to_string(),
-        })
+        })?;
+    ctx.check_lost()
 }
 
 /// The bind group of `d`'s bindings.
@@ -280,20 +284,30 @@ pub(crate) fn wait_mapped(
         operation: operation.into(),
         message,
     };
-    ctx.device
+    let waited = ctx
+        .device
         .poll(wgpu::PollType::Wait {
             submission_index: Some(submission),
             timeout: None,
         })
-        .map_err(|e| fail(e.to_string()))?;
-    let result = mapped
-        .recv()
-        .map_err(|_| fail("the map callback never ran".into()))
-        .and_then(|r| r.map_err(|e| fail(e.to_string())));
+        .map_err(|e| fail(e.to_string()));
+    let result = waited.and_then(|_| {
+        mapped
+            .recv()
+            .map_err(|_| fail("the map callback never ran".into()))
+            .and_then(|r| r.map_err(|e| fail(e.to_string())))
+    });
     if let Err(e) = result {
+        // A lost device is said as such, whatever failed first.
+        ctx.check_lost()?;
         if let Some(msg) = ctx.uncaptured.lock().ok().and_then(|mut u| u.take()) {
             return Err(fail(format!("{e}; device error: {msg}")));
         }
+        return Err(e);
+    }
+    // Bytes mapped from a device lost meanwhile are not trusted.
+    if let Err(e) = ctx.check_lost() {
+        staging.unmap();
         return Err(e);
     }
     staging

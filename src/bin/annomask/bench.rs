@@ -38,12 +38,15 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file (the table or the JSON is printed as well).
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
     /// Python with numpy (and zarr 3, for --pipeline) for the reference rows
     /// [default: $ANNOMASK_REFERENCE_PYTHON, else /tmp/annomask-ref/bin/python if present].
     #[arg(long, value_name = "PYTHON", conflicts_with = "no_reference")]
     reference: Option<PathBuf>,
-    /// The reference script [default: $ANNOMASK_REFERENCE_SCRIPT, else
-    /// ../shared/reference/reference_mask.py beside the crate].
+    /// The reference script [default: $ANNOMASK_REFERENCE_SCRIPT, else the crate's
+    /// reference/reference_mask.py].
     #[arg(long, value_name = "FILE", conflicts_with = "no_reference")]
     reference_script: Option<PathBuf>,
     /// Skip the numpy reference / Python pipeline rows.
@@ -109,8 +112,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             reference,
         };
         let report = bench::pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
-        show(&report, report.to_json(), args.json);
-        return Ok(());
+        return show(&report, report.to_json(), &args);
     }
     if args.feeder {
         let config = FeederBenchConfig {
@@ -123,8 +125,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             reference,
         };
         let report = bench::feeder::run(&config, &|line| eprintln!("bench: {line}"))?;
-        show(&report, report.to_json(), args.json);
-        return Ok(());
+        return show(&report, report.to_json(), &args);
     }
     let config = BenchConfig {
         size: args.size as usize,
@@ -136,18 +137,26 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         reference,
     };
     let report = bench::run(&config)?;
-    show(&report, report.to_json(), args.json);
-    Ok(())
+    show(&report, report.to_json(), &args)
 }
 
-/// Prints a report as its table, or as pretty JSON.
-fn show(report: &dyn std::fmt::Display, json: serde_json::Value, as_json: bool) {
-    if as_json {
-        say!(
-            "{}",
-            serde_json::to_string_pretty(&json).expect("JSON values serialise")
-        );
+/// Prints a report as its table, or as pretty JSON (`--json`), and writes the JSON to
+/// `--json-out`.
+fn show(
+    report: &dyn std::fmt::Display,
+    json: serde_json::Value,
+    args: &BenchArgs,
+) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(&json).expect("JSON values serialise");
+    if args.json {
+        say!("{text}");
     } else {
         say_raw!("{report}");
     }
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, format!("{text}\n")).map_err(|e| {
+            CliError::Usage(format!("--json-out {}: cannot write: {e}", path.display()))
+        })?;
+    }
+    Ok(())
 }

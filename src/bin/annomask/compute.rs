@@ -33,7 +33,8 @@ pub struct ComputeArgs {
     mask: MaskArgs,
     #[command(flatten)]
     crop: CropArgs,
-    /// auto (a hardware GPU if found, else the CPU), cpu or gpu.
+    /// auto (the CPU, or a hardware GPU where it measures faster end to end on a trial block;
+    /// see docs/auto-engine.md), cpu or gpu.
     #[arg(long, default_value = "auto")]
     engine: EngineChoice,
     /// Recompute every block on the CPU and fail on any difference.

@@ -19,7 +19,7 @@ pub struct DemoArgs {
     /// Edge length of the synthetic cubic crop, in voxels.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     size: u64,
-    /// Engine: auto (GPU if found, else CPU), cpu or gpu.
+    /// Engine: auto (the CPU, or a hardware GPU where it measures faster), cpu or gpu.
     #[arg(long, default_value = "auto")]
     engine: EngineChoice,
     /// Write the crop and its mask here instead of a temporary directory (kept afterwards).

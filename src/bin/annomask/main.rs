@@ -1,4 +1,4 @@
-//! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`.
+//! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`, `gpu-info`.
 
 /// `println!` that ignores a closed stdout (`annomask inspect ... | head` must not panic).
 macro_rules! say {
@@ -20,6 +20,7 @@ mod args;
 mod bench;
 mod compute;
 mod demo;
+mod gpu_info;
 mod inspect;
 mod progress;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Time the engines against a memcpy and numpy, or (--pipeline) whole compute runs against
     /// plain zarrs I/O and a Python pipeline.
     Bench(bench::BenchArgs),
+    /// Show the GPU adapters found, the one --engine gpu selects (driver, limits), and what
+    /// --engine auto picks and why.
+    GpuInfo(gpu_info::GpuInfoArgs),
 }
 
 /// What a subcommand fails with: a library error, or an option that does not fit the input.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::GpuInfo(args) => gpu_info::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
