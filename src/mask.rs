@@ -678,7 +678,7 @@ impl MissingAnnotationsMask {
     }
 
     /// Reads each chunk whole only up to the budget's chunk limit (see
-    /// [`crate::chunk_reader`]); the default is that of [`MemoryBudget::default`].
+    /// the chunk reader (`src/chunk_reader.rs`)); the default is that of [`MemoryBudget::default`].
     pub fn set_memory_budget(&mut self, budget: MemoryBudget) {
         let volumes: Vec<&mut LabelVolume> = match &mut self.source {
             Source::Labels(l) => vec![&mut l.volume],

@@ -49,7 +49,7 @@ pub struct LabelVolume {
     chunk_shape: Vec<u64>,
     /// A cache of decoded chunks, once turned on ([`LabelVolume::cache_chunks`]).
     cache: OnceLock<ChunkCacheDecodedLruSizeLimit>,
-    /// The largest decoded chunk read whole (see [`crate::chunk_reader`]).
+    /// The largest decoded chunk read whole (see the chunk reader (`src/chunk_reader.rs`)).
     chunk_limit: u64,
 }
 
@@ -170,7 +170,7 @@ impl LabelVolume {
     }
 
     /// Sets the largest decoded chunk that is read whole (default: the chunk limit of the
-    /// default [`MemoryBudget`]); see [`crate::chunk_reader`].
+    /// default [`MemoryBudget`]); see the chunk reader (`src/chunk_reader.rs`).
     pub fn set_chunk_limit(&mut self, bytes: u64) {
         self.chunk_limit = bytes;
     }

@@ -289,7 +289,7 @@ def open(
             ``"per-voxel"`` (only voxels holding a missing id are 0).
         sparse: ``"missing"`` (sparsely annotated classes count as missing) or ``"annotated"``.
         background: the label id that means unlabelled; never trained.
-        engine: ``"auto"`` (a hardware GPU if found, else the CPU), ``"cpu"`` or ``"gpu"``
+        engine: ``"auto"`` (the CPU, or a hardware GPU where it measures faster on a trial block), ``"cpu"`` or ``"gpu"``
             (any adapter, software Vulkan included). Masks opened in one process share one
             engine per choice (one GPU device).
         allow_missing_metadata: treat a label array without a ``labels`` attribute as "nothing
