@@ -482,14 +482,31 @@ fn one_line(message: &str) -> String {
         .join("; ")
 }
 
+/// The largest groupings file read (64 MiB: millions of ids).
+pub const MAX_GROUPINGS_BYTES: u64 = 64 << 20;
+
 /// The groupings value of a file (TOML if the name ends in `.toml`, JSON otherwise) and the
 /// file's name for errors.
 fn file_value(path: &Path) -> Result<(Value, String), GroupingsError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| GroupingsError::Read {
+    let read_error = |message: String| GroupingsError::Read {
         path: name.clone(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    // Read at most `MAX_GROUPINGS_BYTES` (+1 to tell a larger file): `/dev/zero` or a runaway
+    // pipe must not take the memory. (A pipe is read as it comes: `--groupings <(...)` works.)
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_GROUPINGS_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| read_error(e.to_string()))?;
+    if bytes.len() as u64 > MAX_GROUPINGS_BYTES {
+        return Err(read_error(format!(
+            "larger than {} MiB; groupings this large are not supported",
+            MAX_GROUPINGS_BYTES >> 20
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| read_error(format!("not UTF-8 text: {e}")))?;
     let value = if path.extension().is_some_and(|e| e == "toml") {
         toml_value(&text, &name)?
     } else {

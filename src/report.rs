@@ -83,10 +83,15 @@ pub(crate) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R], right: &[us
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(i, (cell, &w))| match (i == last, right.contains(&i)) {
-                (true, _) => cell.clone(),
-                (false, true) => format!("{cell:>w$}"),
-                (false, false) => format!("{cell:<w$}"),
+            .map(|(i, (cell, &w))| {
+                // Padded by hand: `format!`'s width must fit in 16 bits, and a cell listing
+                // a channel's ids can be wider.
+                let pad = " ".repeat(w.saturating_sub(cell.len()));
+                match (i == last, right.contains(&i)) {
+                    (true, _) => cell.clone(),
+                    (false, true) => format!("{pad}{cell}"),
+                    (false, false) => format!("{cell}{pad}"),
+                }
             })
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());

@@ -136,6 +136,17 @@ impl LabelVolume {
             .iter()
             .map(|c| c.get())
             .collect();
+        let chunk_shape: Vec<u64> = chunk_shape;
+        let chunk_bytes = chunk_shape
+            .iter()
+            .try_fold(dtype.size() as u64, |n, &c| n.checked_mul(c));
+        if chunk_bytes.is_none() {
+            return Err(not_array(format!(
+                "chunk shape {chunk_shape:?} of {} holds more than 2^64 bytes",
+                dtype.name()
+            ))
+            .into());
+        }
         let attributes = array.attributes().clone();
         let parent_attributes = path
             .canonicalize()

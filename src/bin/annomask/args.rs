@@ -103,6 +103,16 @@ pub fn check_source(path: &Path, mask: &MaskArgs, crop: &CropArgs) -> Result<boo
 /// for `--threads n`. Fails in one line if the system does not grant them (a process or
 /// memory limit): ignoring that would leave no pool, and the first parallel step would panic.
 pub fn start_threads(n: u64) -> Result<(), CliError> {
+    // Far more threads than cores only costs memory, and a thread that cannot get its signal
+    // stack aborts the process where no error can be returned: refuse before starting any.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let most = (cores * 8).max(64);
+    if n > most {
+        return Err(CliError::Usage(format!(
+            "--threads {n}: more than {most} threads (8 per core, {cores} cores) is not \
+             supported; give at most {most}"
+        )));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n as usize)
         .build_global()
