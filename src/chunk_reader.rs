@@ -75,7 +75,7 @@ impl ChunkSource<'_> {
                 .chunk_subset(chunk)
                 .map_err(|e| self.error(self.chunk_name(chunk), e))?;
             if chunk_subset == subset {
-                return self.read_part(chunk, &chunk_subset, &chunk_subset);
+                return Ok(self.read_part(chunk, &chunk_subset, &chunk_subset)?.data);
             }
         }
         let shape: Vec<usize> = region
@@ -84,7 +84,7 @@ impl ChunkSource<'_> {
             .map(|&s| usize::try_from(s))
             .collect::<Result<_, _>>()
             .map_err(|e| self.error(describe(), e))?;
-        let parts: Vec<(ArraySubset, ArrayD<T>)> = indices
+        let parts: Vec<(ArraySubset, Part<T>)> = indices
             .par_iter()
             .map(|chunk| {
                 let chunk_subset = self
@@ -100,17 +100,10 @@ impl ChunkSource<'_> {
             .collect::<Result<_, Error>>()?;
         let mut out = ArrayD::from_elem(IxDyn(&shape), T::zeroed());
         for (inside, part) in parts {
-            let slices: Vec<SliceInfoElem> = inside
-                .start()
-                .iter()
-                .zip(inside.shape())
-                .zip(&region.start)
-                .map(|((&s, &n), &r)| {
-                    let from = (s - r) as isize;
-                    SliceInfoElem::from(from..from + n as isize)
-                })
-                .collect();
-            out.slice_mut(slices.as_slice()).assign(&part);
+            // Straight from the decoded chunk into place: one copy.
+            let from = part.data.slice(slices(&inside, &part.start).as_slice());
+            out.slice_mut(slices(&inside, &region.start).as_slice())
+                .assign(&from);
         }
         Ok(out)
     }
@@ -122,7 +115,7 @@ impl ChunkSource<'_> {
         chunk: &[u64],
         chunk_subset: &ArraySubset,
         inside: &ArraySubset,
-    ) -> Result<ArrayD<T>, Error> {
+    ) -> Result<Part<T>, Error> {
         let fail = |e: &dyn std::fmt::Display| self.error(self.chunk_name(chunk), e);
         let elements = chunk_subset.num_elements();
         let size = std::mem::size_of::<T>() as u64;
@@ -134,20 +127,10 @@ impl ChunkSource<'_> {
                 None => self.array.retrieve_chunk(chunk),
             }
             .map_err(|e| fail(&e))?;
-            if inside == chunk_subset {
-                return Ok(whole);
-            }
-            let slices: Vec<SliceInfoElem> = inside
-                .start()
-                .iter()
-                .zip(inside.shape())
-                .zip(chunk_subset.start())
-                .map(|((&s, &n), &c)| {
-                    let from = (s - c) as isize;
-                    SliceInfoElem::from(from..from + n as isize)
-                })
-                .collect();
-            return Ok(whole.slice(slices.as_slice()).to_owned());
+            return Ok(Part {
+                data: whole,
+                start: chunk_subset.start().to_vec(),
+            });
         }
         // Too large to decode whole: read in part where that can be checked.
         let key = self.array.chunk_key(chunk);
@@ -178,8 +161,33 @@ impl ChunkSource<'_> {
         let relative = inside
             .relative_to(chunk_subset.start())
             .map_err(|e| fail(&e))?;
-        self.array
+        let data = self
+            .array
             .retrieve_chunk_subset::<ArrayD<T>>(chunk, &relative)
-            .map_err(|e| fail(&e))
+            .map_err(|e| fail(&e))?;
+        Ok(Part {
+            data,
+            start: inside.start().to_vec(),
+        })
     }
+}
+
+/// Decoded labels of (part of) a chunk and the array coordinates of their first voxel.
+struct Part<T> {
+    data: ArrayD<T>,
+    start: Vec<u64>,
+}
+
+/// The slices that select `subset` in an array whose first voxel is at `origin`.
+fn slices(subset: &ArraySubset, origin: &[u64]) -> Vec<SliceInfoElem> {
+    subset
+        .start()
+        .iter()
+        .zip(subset.shape())
+        .zip(origin)
+        .map(|((&s, &n), &o)| {
+            let from = (s - o) as isize;
+            SliceInfoElem::from(from..from + n as isize)
+        })
+        .collect()
 }
