@@ -76,7 +76,12 @@ impl Ran {
 }
 
 /// Runs `annomask args...` with a timeout and an address-space limit (bytes).
-fn run_limited(args: &[&str], env: &[(&str, Option<&str>)], timeout: Duration, limit: u64) -> Ran {
+fn run_limited(
+    args: &[impl AsRef<std::ffi::OsStr>],
+    env: &[(&str, Option<&str>)],
+    timeout: Duration,
+    limit: u64,
+) -> Ran {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_annomask"));
     cmd.args(args)
         .stdin(Stdio::null())
@@ -110,7 +115,10 @@ fn run_limited(args: &[&str], env: &[(&str, Option<&str>)], timeout: Duration, l
             child.kill().unwrap();
             let out = child.wait_with_output().unwrap();
             panic!(
-                "annomask {args:?} hung (killed after {timeout:?}); stderr: {}",
+                "annomask {:?} hung (killed after {timeout:?}); stderr: {}",
+                args.iter()
+                    .map(|a| a.as_ref().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>(),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -124,8 +132,26 @@ fn run_limited(args: &[&str], env: &[(&str, Option<&str>)], timeout: Duration, l
     }
 }
 
-fn run(args: &[&str]) -> Ran {
+fn run(args: &[impl AsRef<std::ffi::OsStr>]) -> Ran {
     run_limited(args, &[], Duration::from_secs(120), 8 << 30)
+}
+
+/// `compute --engine cpu --quiet CROP --groupings G --out OUT EXTRA...`.
+fn cpu_compute(crop: &Path, groupings: &Path, out: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "compute",
+        "--engine",
+        "cpu",
+        "--quiet",
+        s(crop),
+        "--groupings",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend([s(groupings).to_string(), "--out".into(), out.to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 fn s(p: &Path) -> &str {
@@ -232,19 +258,7 @@ fn a_corrupt_chunk_read_in_part_is_an_error_naming_its_key() {
         let before = snapshot(&crop);
         for chunks in ["4,4,4", "6,6,6", "12,12,12"] {
             let out = dir.path().join(format!("{name}{chunks}.zarr"));
-            let ran = run(&[
-                "compute",
-                "--engine",
-                "cpu",
-                "--quiet",
-                s(&crop),
-                "--groupings",
-                s(&g),
-                "--out",
-                s(&out),
-                "--chunks",
-                chunks,
-            ]);
+            let ran = run(&cpu_compute(&crop, &g, s(&out), &["--chunks", chunks]));
             ran.fails_with(&["chunk 1/1/1", s(&crop)]);
         }
         assert_eq!(snapshot(&crop), before, "the input is unchanged");
@@ -276,20 +290,7 @@ fn output_chunks_are_clipped_and_held_to_the_memory_budget() {
     );
     for chunks in ["512,512,512", "9223372036854775808,8,8", "4096,4096,4096"] {
         let out = dir.path().join(format!("c{}.zarr", chunks.len()));
-        run(&[
-            "compute",
-            "--engine",
-            "cpu",
-            "--quiet",
-            s(&crop),
-            "--groupings",
-            s(&g),
-            "--out",
-            s(&out),
-            "--chunks",
-            chunks,
-        ])
-        .succeeds();
+        run(&cpu_compute(&crop, &g, s(&out), &["--chunks", chunks])).succeeds();
         let zarray: Value =
             serde_json::from_slice(&std::fs::read(out.join(".zarray")).unwrap()).unwrap();
         let first: u64 = chunks.split(',').next().unwrap().parse().unwrap();
@@ -298,21 +299,12 @@ fn output_chunks_are_clipped_and_held_to_the_memory_budget() {
         assert!(size < 1 << 20, "{chunks}: {size} bytes written");
     }
     let out = dir.path().join("budget.zarr");
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&crop),
-        "--groupings",
-        s(&g),
-        "--out",
+    run(&cpu_compute(
+        &crop,
+        &g,
         s(&out),
-        "--chunks",
-        "32,32,32",
-        "--memory-budget",
-        "1MiB",
-    ])
+        &["--chunks", "32,32,32", "--memory-budget", "1MiB"],
+    ))
     .fails_with(&["memory budget of 1 MiB", "--memory-budget"]);
     assert!(!out.exists(), "nothing written");
 }
@@ -348,18 +340,7 @@ fn block_counts_that_overflow_are_refused() {
             "uint8",
         );
         let out = dir.path().join("o.zarr");
-        run(&[
-            "compute",
-            "--engine",
-            "cpu",
-            "--quiet",
-            s(&crop),
-            "--groupings",
-            s(&g),
-            "--out",
-            s(&out),
-        ])
-        .fails_with(&["2^64"]);
+        run(&cpu_compute(&crop, &g, s(&out), &[])).fails_with(&["2^64"]);
         assert!(!out.exists());
     }
 }
@@ -432,40 +413,29 @@ fn one_huge_chunk_is_read_in_parts_when_uncompressed_and_refused_when_compressed
         Compression::Raw,
     );
     let reference = dir.path().join("reference.zarr");
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&raw),
-        "--groupings",
-        s(&g),
-        "--out",
+    run(&cpu_compute(
+        &raw,
+        &g,
         s(&reference),
-        "--chunks",
-        "32,32,32",
-    ])
+        &["--chunks", "32,32,32"],
+    ))
     .succeeds();
     let small = dir.path().join("small.zarr");
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&raw),
-        "--groupings",
-        s(&g),
-        "--out",
+    run(&cpu_compute(
+        &raw,
+        &g,
         s(&small),
-        "--chunks",
-        "32,32,32",
-        "--memory-budget",
-        "4MiB",
-        "--readers",
-        "1",
-        "--writers",
-        "0",
-    ])
+        &[
+            "--chunks",
+            "32,32,32",
+            "--memory-budget",
+            "4MiB",
+            "--readers",
+            "1",
+            "--writers",
+            "0",
+        ],
+    ))
     .succeeds();
     let strip = |m: BTreeMap<PathBuf, Vec<u8>>, root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
         m.into_iter()
@@ -480,37 +450,21 @@ fn one_huge_chunk_is_read_in_parts_when_uncompressed_and_refused_when_compressed
     );
     // Without --chunks the default output chunks shrink to fit the budget.
     let default = dir.path().join("default.zarr");
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&raw),
-        "--groupings",
-        s(&g),
-        "--out",
+    run(&cpu_compute(
+        &raw,
+        &g,
         s(&default),
-        "--memory-budget",
-        "4MiB",
-    ])
+        &["--memory-budget", "4MiB"],
+    ))
     .succeeds();
     // A stored chunk of the wrong size is still caught when read in parts.
     std::fs::write(raw.join("0/0/0"), vec![0u8; 1000]).unwrap();
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&raw),
-        "--groupings",
-        s(&g),
-        "--out",
+    run(&cpu_compute(
+        &raw,
+        &g,
         s(&dir.path().join("bad.zarr")),
-        "--chunks",
-        "32,32,32",
-        "--memory-budget",
-        "4MiB",
-    ])
+        &["--chunks", "32,32,32", "--memory-budget", "4MiB"],
+    ))
     .fails_with(&["chunk 0/0/0", "holds 1000 bytes"]);
     let packed = labels(
         dir.path(),
@@ -519,21 +473,12 @@ fn one_huge_chunk_is_read_in_parts_when_uncompressed_and_refused_when_compressed
         &[96, 96, 96],
         Compression::Zstd,
     );
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&packed),
-        "--groupings",
-        s(&g),
-        "--out",
+    run(&cpu_compute(
+        &packed,
+        &g,
         s(&dir.path().join("z_out.zarr")),
-        "--chunks",
-        "32,32,32",
-        "--memory-budget",
-        "4MiB",
-    ])
+        &["--chunks", "32,32,32", "--memory-budget", "4MiB"],
+    ))
     .fails_with(&["chunk 0/0/0", "chunk limit of 1 MiB", "--memory-budget"]);
 }
 
@@ -560,17 +505,7 @@ fn decompression_bombs_fail_within_an_address_space_limit() {
         std::fs::write(crop.join("0/0/0"), chunk).unwrap();
         let out = dir.path().join(format!("{name}_out.zarr"));
         let ran = run_limited(
-            &[
-                "compute",
-                "--engine",
-                "cpu",
-                "--quiet",
-                s(&crop),
-                "--groupings",
-                s(&g),
-                "--out",
-                s(&out),
-            ],
+            &cpu_compute(&crop, &g, s(&out), &[]),
             &[],
             Duration::from_secs(60),
             1 << 30,
@@ -590,17 +525,7 @@ fn decompression_bombs_fail_within_an_address_space_limit() {
     chunk[4..8].copy_from_slice(&(i32::MAX as u32).to_le_bytes());
     std::fs::write(crop.join("0/0/0"), chunk).unwrap();
     run_limited(
-        &[
-            "compute",
-            "--engine",
-            "cpu",
-            "--quiet",
-            s(&crop),
-            "--groupings",
-            s(&g),
-            "--out",
-            s(&dir.path().join("blosc_out.zarr")),
-        ],
+        &cpu_compute(&crop, &g, s(&dir.path().join("blosc_out.zarr")), &[]),
         &[],
         Duration::from_secs(60),
         1 << 30,
@@ -622,18 +547,7 @@ fn a_live_writers_temporaries_survive_another_run_of_the_same_shard() {
         Compression::Raw,
     );
     let out = dir.path().join("o.zarr");
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&crop),
-        "--groupings",
-        s(&g),
-        "--out",
-        s(&out),
-    ])
-    .succeeds();
+    run(&cpu_compute(&crop, &g, s(&out), &[])).succeeds();
     // A temporary of this (live) test process, as a concurrent run would have one; and one of a
     // dead process on this machine.
     let live = out.join(format!("0/0/0/0.tmp-{}-0-1", std::process::id()));
@@ -707,18 +621,7 @@ fn an_output_inside_or_equal_to_the_input_is_refused() {
             (path.join("../labels/./"), "the output is the input"),
             (group.clone(), "contains the input"),
         ] {
-            run(&[
-                "compute",
-                "--engine",
-                "cpu",
-                "--quiet",
-                s(&path),
-                "--groupings",
-                s(&g),
-                "--out",
-                s(&out),
-            ])
-            .fails_with(&[needle]);
+            run(&cpu_compute(&path, &g, s(&out), &[])).fails_with(&[needle]);
             assert_eq!(
                 snapshot(&group),
                 before,
@@ -747,17 +650,7 @@ fn a_fifo_where_a_chunk_should_be_is_refused() {
     let c = std::ffi::CString::new(chunk.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     run_limited(
-        &[
-            "compute",
-            "--engine",
-            "cpu",
-            "--quiet",
-            s(&crop),
-            "--groupings",
-            s(&g),
-            "--out",
-            s(&dir.path().join("o.zarr")),
-        ],
+        &cpu_compute(&crop, &g, s(&dir.path().join("o.zarr")), &[]),
         &[],
         Duration::from_secs(30),
         8 << 30,
@@ -813,18 +706,7 @@ fn a_codec_that_does_not_decode_fails_before_the_output_is_created() {
     std::fs::write(crop.join("0/0/0"), zstd).unwrap();
     run(&["inspect", s(&crop)]).fails_with(&["chunk 0/0/0"]);
     let out = dir.path().join("o.zarr");
-    run(&[
-        "compute",
-        "--engine",
-        "cpu",
-        "--quiet",
-        s(&crop),
-        "--groupings",
-        s(&g),
-        "--out",
-        s(&out),
-    ])
-    .fails_with(&["chunk 0/0/0"]);
+    run(&cpu_compute(&crop, &g, s(&out), &[])).fails_with(&["chunk 0/0/0"]);
     assert!(!out.exists(), "the output was created");
 }
 
@@ -840,17 +722,7 @@ fn urls_of_unsupported_schemes_are_refused_and_file_urls_are_paths() {
         Compression::Raw,
     );
     let ran = run_limited(
-        &[
-            "compute",
-            "--engine",
-            "cpu",
-            "--quiet",
-            s(&crop),
-            "--groupings",
-            s(&g),
-            "--out",
-            "s3://bucket/x.zarr",
-        ],
+        &cpu_compute(&crop, &g, "s3://bucket/x.zarr", &[]),
         &[],
         Duration::from_secs(60),
         8 << 30,
