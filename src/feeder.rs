@@ -244,7 +244,10 @@ impl Feeder {
         let flag = stop.clone();
         let worker = std::thread::Builder::new()
             .name("annomask-feeder".into())
-            .spawn(move || produce(&crops, &config, &sender, &flag))
+            .spawn(move || {
+                // On the process's own pool in a forked child (see `crate::threads`).
+                crate::threads::install(|| produce(&crops, &config, &sender, &flag))
+            })
             .map_err(|e| {
                 feeder_error("<feeder>", format!("cannot start the prefetch thread: {e}"))
             })?;

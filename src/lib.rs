@@ -61,6 +61,7 @@ pub mod plan;
 pub mod report;
 pub mod store;
 pub mod synth;
+pub mod threads;
 pub mod volume;
 pub mod zarr_array;
 

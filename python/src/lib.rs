@@ -66,8 +66,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Python with `engine="gpu"` shares one GPU device (as the Rust API recommends), and `auto`
 /// probes the adapters once. A failed selection is not remembered.
 fn shared_engine(choice: EngineChoice) -> Result<Engine, Error> {
-    static ENGINES: Mutex<Vec<(EngineChoice, Engine)>> = Mutex::new(Vec::new());
-    let mut engines = lock(&ENGINES);
+    // Per process: a forked child selects its own (a GPU device does not survive a fork); the
+    // parent's engines are forgotten there, never dropped.
+    static ENGINES: Mutex<(u32, Vec<(EngineChoice, Engine)>)> = Mutex::new((0, Vec::new()));
+    let mut slot = lock(&ENGINES);
+    let pid = std::process::id();
+    if slot.0 != pid {
+        std::mem::forget(std::mem::take(&mut slot.1));
+        slot.0 = pid;
+    }
+    let engines = &mut slot.1;
     if let Some((_, engine)) = engines.iter().find(|(c, _)| *c == choice) {
         return Ok(engine.clone());
     }
@@ -148,6 +156,33 @@ fn mask_options(
 #[pyclass(frozen, module = "annomask._annomask")]
 struct Mask {
     inner: Arc<MissingAnnotationsMask>,
+    /// The process that opened it: a GPU device does not survive a fork.
+    pid: u32,
+}
+
+impl Drop for Mask {
+    fn drop(&mut self) {
+        // A forked child must not tear down the parent's GPU device: leak this reference.
+        if self.pid != std::process::id() && self.inner.engine().name() == "gpu" {
+            std::mem::forget(self.inner.clone());
+        }
+    }
+}
+
+impl Mask {
+    /// Fails in a forked child for a mask on the GPU engine (its device is the parent's);
+    /// CPU-engine masks work in any process (their threads: `annomask::threads`).
+    fn check_process(&self) -> PyResult<()> {
+        if self.pid != std::process::id() && self.inner.engine().name() == "gpu" {
+            return Err(PyRuntimeError::new_err(format!(
+                "{}: this mask was opened on the GPU in process {}; a GPU device does not \
+                 survive a fork: open the mask in the worker process, or use engine=\"cpu\"",
+                self.inner.name(),
+                self.pid
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -235,8 +270,11 @@ impl Mask {
         offset: Vec<f64>,
         shape: Vec<f64>,
     ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+        self.check_process()?;
         let roi = Roi::new(offset, shape);
-        let mask = py.detach(|| self.inner.get(&roi)).map_err(py_err)?;
+        let mask = py
+            .detach(|| annomask::threads::install(|| self.inner.get(&roi)))
+            .map_err(py_err)?;
         Ok(mask.into_pyarray(py))
     }
 
@@ -248,9 +286,10 @@ impl Mask {
         offset: Vec<f64>,
         shape: Vec<f64>,
     ) -> PyResult<(Bound<'py, PyArrayDyn<u8>>, Bound<'py, PyArrayDyn<u8>>)> {
+        self.check_process()?;
         let roi = Roi::new(offset, shape);
         let (mask, targets) = py
-            .detach(|| self.inner.get_with_targets(&roi))
+            .detach(|| annomask::threads::install(|| self.inner.get_with_targets(&roi)))
             .map_err(py_err)?;
         Ok((mask.into_pyarray(py), targets.into_pyarray(py)))
     }
@@ -283,11 +322,20 @@ fn open(
     let crop_options = CropOptions::default().scale(scale);
     let groupings = groupings.inner.clone();
     py.detach(|| {
-        let engine = shared_engine(options.engine)?;
-        MissingAnnotationsMask::open_with_engine(&path, groupings, options, &crop_options, engine)
+        annomask::threads::install(|| {
+            let engine = shared_engine(options.engine)?;
+            MissingAnnotationsMask::open_with_engine(
+                &path,
+                groupings,
+                options,
+                &crop_options,
+                engine,
+            )
+        })
     })
     .map(|mask| Mask {
         inner: Arc::new(mask),
+        pid: std::process::id(),
     })
     .map_err(py_err)
 }
@@ -299,6 +347,18 @@ struct Feeder {
     /// `None` once closed.
     inner: Mutex<Option<RustFeeder>>,
     crops: Vec<Arc<MissingAnnotationsMask>>,
+    /// The process that started its prefetch thread (which a fork does not copy).
+    pid: u32,
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        // In a forked child the prefetch thread is not there to stop and join: forget it.
+        if self.pid != std::process::id() {
+            let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+            std::mem::forget(inner.take());
+        }
+    }
 }
 
 #[pymethods]
@@ -351,11 +411,19 @@ impl Feeder {
         Ok(Self {
             inner: Mutex::new(Some(feeder)),
             crops,
+            pid: std::process::id(),
         })
     }
 
     /// The next batch, or `None` at the end (or once closed). Waits with the GIL released.
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if self.pid != std::process::id() {
+            return Err(PyRuntimeError::new_err(format!(
+                "this Feeder was started in process {}; its prefetch thread does not survive a \
+                 fork: create the Feeder in each worker process",
+                self.pid
+            )));
+        }
         let batch = py.detach(|| lock(&self.inner).as_mut().and_then(Iterator::next));
         match batch {
             None => Ok(None),
@@ -365,6 +433,11 @@ impl Feeder {
 
     /// Stops the prefetch thread (waiting for the batch it is computing, GIL released).
     fn close(&self, py: Python<'_>) {
+        if self.pid != std::process::id() {
+            // The parent's thread is not here to join: forget it.
+            std::mem::forget(lock(&self.inner).take());
+            return;
+        }
         py.detach(|| drop(lock(&self.inner).take()));
     }
 }
