@@ -162,17 +162,17 @@ impl MaskOutput {
                 "a block of {spatial_chunks:?} voxels takes more than 2^64 bytes"
             ))
         })?;
-        let output_voxels = region
+        let mask_bytes = region
             .shape
             .iter()
-            .try_fold(num_channels, |n, &s| n.checked_mul(s))
-            .ok_or_else(|| {
-                spec_error(format!(
-                    "{num_channels} channels x {:?} voxels is more than 2^64 mask bytes",
-                    region.shape
-                ))
-            })?;
-        let _ = output_voxels;
+            .try_fold(num_channels, |n, &s| n.checked_mul(s));
+        if mask_bytes.is_none() {
+            return Err(spec_error(format!(
+                "{num_channels} channels x {:?} voxels is more than 2^64 mask bytes",
+                region.shape
+            ))
+            .into());
+        }
         let format = options.format.unwrap_or(volume.format());
         let geometry = volume.geometry();
         let offset: Vec<f64> = (0..dims)

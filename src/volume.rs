@@ -130,13 +130,12 @@ impl LabelVolume {
             ArrayMetadata::V2(_) => ZarrFormat::V2,
             ArrayMetadata::V3(_) => ZarrFormat::V3,
         };
-        let chunk_shape = array
+        let chunk_shape: Vec<u64> = array
             .chunk_shape(&vec![0; ndim])
             .map_err(|e| not_array(format!("unsupported chunk grid: {e}")))?
             .iter()
             .map(|c| c.get())
             .collect();
-        let chunk_shape: Vec<u64> = chunk_shape;
         let chunk_bytes = chunk_shape
             .iter()
             .try_fold(dtype.size() as u64, |n, &c| n.checked_mul(c));
