@@ -26,8 +26,8 @@ use crate::engine::{Backend, Engine};
 use crate::error::Result;
 use crate::groupings::Groupings;
 use crate::label::{LabelArray, LabelDtype};
+use crate::labels::plan::MaskPlan;
 use crate::options::{EngineChoice, MaskOptions, MaskPolicy};
-use crate::plan::MaskPlan;
 use crate::synth;
 
 /// What to measure.

@@ -54,8 +54,19 @@ impl ChunkSource<'_> {
         .into()
     }
 
+    /// `chunk <key>`, the key relative to the array (as its store is rooted anywhere above it).
     fn chunk_name(&self, chunk: &[u64]) -> String {
-        format!("chunk {}", self.array.chunk_key(chunk).as_str())
+        let key = self.array.chunk_key(chunk);
+        let node = self.array.path().as_str().trim_matches('/');
+        let relative = match node.is_empty() {
+            true => key.as_str(),
+            false => key
+                .as_str()
+                .strip_prefix(node)
+                .and_then(|k| k.strip_prefix('/'))
+                .unwrap_or(key.as_str()),
+        };
+        format!("chunk {relative}")
     }
 
     /// Reads `region` (inside the array) as labels of type `T`.

@@ -16,8 +16,8 @@ use crate::error::{Error, GpuError, Result};
 use crate::gpu::{AdapterPolicy, GpuEngine};
 use crate::groupings::Groupings;
 use crate::label::{LabelArray, LabelDtype, LabelSlice};
+use crate::labels::plan::MaskPlan;
 use crate::options::{EngineChoice, MaskOptions};
-use crate::plan::MaskPlan;
 
 /// Edge of the cubic trial block that `auto` times on each engine (64^3 voxels: the size of a
 /// typical zarr chunk, which is what `compute` hands an engine at a time).

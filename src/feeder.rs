@@ -29,7 +29,8 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::geometry::{Coordinate, Roi, VoxelRegion};
-use crate::mask::{MissingAnnotationsMask, SourceBlock};
+use crate::mask::MissingAnnotationsMask;
+use crate::source::SourceBlock;
 use crate::synth::splitmix64;
 
 /// Default decoded-chunk cache of a feeder, all crops together: 1 GiB.

@@ -32,7 +32,7 @@
 //! creates the mask array, [`pipeline::run`] reads, computes and writes it in overlapping
 //! stages with bounded memory, [`blocks`] cuts it into chunk-aligned blocks and shards,
 //! [`store::AtomicFilesystemStore`] writes every chunk atomically, [`batch`] expands many crops
-//! and names their outputs, and [`inspect::Inspection`] reports what a crop's metadata means.
+//! and names their outputs, and [`MaskSource`] is the seam every source format implements ([`labels`], [`cellmap`]).
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -50,15 +50,16 @@ pub mod feeder;
 pub mod geometry;
 pub mod gpu;
 pub mod groupings;
-pub mod inspect;
 pub mod label;
+pub mod labels;
 pub mod mask;
-pub mod metadata;
+pub mod node;
 pub mod options;
 pub mod output;
 pub mod pipeline;
-pub mod plan;
 pub mod report;
+pub mod sink;
+pub mod source;
 pub mod store;
 pub mod synth;
 pub mod threads;
@@ -73,8 +74,10 @@ pub use error::{
 pub use geometry::{Coordinate, Geometry, Roi, VoxelRegion};
 pub use groupings::{Channel, ChannelGroupings, ClassChannel, ClassGroupings, Groupings};
 pub use label::{Label, LabelArray, LabelDtype, LabelSlice};
-pub use mask::{MissingAnnotationsMask, SourceBlock};
-pub use metadata::{AnnotationState, IdStatus, LabelMetadata, SparsePolicy};
+pub use labels::metadata::{AnnotationState, IdStatus, LabelMetadata, SparsePolicy};
+pub use labels::plan::MaskPlan;
+pub use labels::{LabelFormat, LabelSource};
+pub use mask::MissingAnnotationsMask;
 pub use options::{EngineChoice, MaskOptions, MaskPolicy};
-pub use plan::MaskPlan;
+pub use source::{MaskSource, SourceBlock, SourceFormat, SourcePlan, SourceReport};
 pub use volume::{LabelVolume, ZarrFormat};

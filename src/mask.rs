@@ -1,10 +1,10 @@
 //! [`MissingAnnotationsMask`]: the array API of SPEC 4, mirroring DaCapo's
 //! `MissingAnnotationsMask`. The mask is computed on request for a ROI; nothing is stored.
 //!
-//! Two sources share the API: a label array with a `labels` attribute (SPEC 1.1–1.3, grouped
-//! by [`Groupings`] of ids) and a CellMap crop group (SPEC 1.4, grouped by [`ClassGroupings`] of
-//! class names). [`MissingAnnotationsMask::open`] tells them apart: a zarr group with a
-//! `cellmap` attribute is a crop group, anything else is opened as a label array.
+//! A mask holds one [`MaskSource`]: a label array with a `labels` attribute (SPEC 1.1–1.3,
+//! grouped by [`Groupings`](crate::Groupings) of ids) or a CellMap crop group (SPEC 1.4,
+//! grouped by [`ClassGroupings`](crate::ClassGroupings) of class names), or any other format
+//! of [`crate::source::FORMATS`]. [`MissingAnnotationsMask::open`] detects the format once.
 
 use std::fmt;
 use std::path::Path;
@@ -13,125 +13,15 @@ use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, Value};
 
 use crate::budget::MemoryBudget;
-use crate::cellmap::{CropGroup, CropOptions, CropPlan};
+use crate::cellmap::CropOptions;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Coordinate, Roi, VoxelRegion};
-use crate::groupings::{ChannelGroupings, ClassGroupings, Groupings};
-use crate::label::{LabelArray, LabelSlice};
-use crate::metadata::LabelMetadata;
+use crate::groupings::ChannelGroupings;
+use crate::node::Node;
 use crate::options::MaskOptions;
-use crate::plan::MaskPlan;
+use crate::source::{self, MaskSource, SourceBlock, SourcePlan};
 use crate::volume::LabelVolume;
-
-/// The class arrays of one region of a crop group: one per class the plan reads
-/// ([`CropPlan::classes`], same order), each of `shape`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClassBlock {
-    /// Shape of the region in voxels (also when no class is read).
-    pub shape: Vec<usize>,
-    /// The values of each class read, in plan order.
-    pub classes: Vec<LabelArray>,
-}
-
-/// The source data of one region, read and ready to be computed.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum SourceBlock {
-    /// Labels of a label array.
-    Labels(LabelArray),
-    /// Class arrays of a crop group.
-    Classes(ClassBlock),
-}
-
-impl SourceBlock {
-    /// Shape of the region in voxels.
-    pub fn shape(&self) -> &[usize] {
-        match self {
-            SourceBlock::Labels(l) => l.shape(),
-            SourceBlock::Classes(c) => &c.shape,
-        }
-    }
-}
-
-/// The plan of a mask, of either source; printable.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PlanRef<'a> {
-    /// The plan of a label array (SPEC 2).
-    Labels(&'a MaskPlan),
-    /// The plan of a crop group (SPEC 1.4).
-    Crop(&'a CropPlan),
-}
-
-impl PlanRef<'_> {
-    /// Number of channels.
-    pub fn num_channels(&self) -> usize {
-        match self {
-            PlanRef::Labels(p) => p.num_channels(),
-            PlanRef::Crop(p) => p.num_channels(),
-        }
-    }
-
-    /// Whether channel `c` is 0 everywhere.
-    pub fn zeroed(&self, c: usize) -> bool {
-        match self {
-            PlanRef::Labels(p) => p.zeroed(c),
-            PlanRef::Crop(p) => p.zeroed(c),
-        }
-    }
-
-    /// Per channel, the first channel whose mask is the same by construction, or `None` for a
-    /// zeroed channel (see [`MaskPlan::first_equal_channels`], [`CropPlan::first_equal_channels`]).
-    pub fn first_equal_channels(&self) -> Vec<Option<usize>> {
-        match self {
-            PlanRef::Labels(p) => p.first_equal_channels(),
-            PlanRef::Crop(p) => p.first_equal_channels(),
-        }
-    }
-}
-
-impl fmt::Display for PlanRef<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanRef::Labels(p) => p.fmt(f),
-            PlanRef::Crop(p) => p.fmt(f),
-        }
-    }
-}
-
-/// What a mask computes from (boxed: a mask holds one, and the two differ much in size).
-enum Source {
-    /// A label array with its metadata.
-    Labels(Box<LabelSource>),
-    /// A crop group.
-    Crop(Box<CropSource>),
-}
-
-/// A label array, its metadata and plan.
-struct LabelSource {
-    volume: LabelVolume,
-    metadata: LabelMetadata,
-    groupings: Groupings,
-    plan: MaskPlan,
-}
-
-/// A crop group, its plan and the class arrays it reads.
-struct CropSource {
-    crop: CropGroup,
-    groupings: ClassGroupings,
-    plan: CropPlan,
-    scale: String,
-    /// The arrays of `plan.classes()`, in order; when the plan reads none, the array of the
-    /// crop's first class, for the geometry alone.
-    volumes: Vec<LabelVolume>,
-}
-
-impl CropSource {
-    /// The arrays the plan reads.
-    fn read_volumes(&self) -> &[LabelVolume] {
-        &self.volumes[..self.plan.classes().len()]
-    }
-}
 
 /// A read-only, computed-on-request `u8` array of shape `(channels, *spatial)`, axes
 /// `["c"] + source axes`: 1 where channel `c` may be trained, 0 where not.
@@ -167,23 +57,17 @@ impl CropSource {
 /// ```
 pub struct MissingAnnotationsMask {
     name: String,
-    source: Source,
+    source: Box<dyn MaskSource>,
     options: MaskOptions,
     engine: Engine,
 }
 
 impl fmt::Debug for MissingAnnotationsMask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("MissingAnnotationsMask");
-        d.field("name", &self.name).field("volume", self.volume());
-        match &self.source {
-            Source::Labels(l) => d.field("plan", &l.plan),
-            Source::Crop(c) => d
-                .field("crop", &c.crop.name())
-                .field("scale", &c.scale)
-                .field("plan", &c.plan),
-        };
-        d.field("engine", &self.engine.name())
+        f.debug_struct("MissingAnnotationsMask")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("engine", &self.engine.name())
             .finish_non_exhaustive()
     }
 }
@@ -268,8 +152,8 @@ impl MissingAnnotationsMask {
         )
     }
 
-    /// Opens a label array or crop group; `engine` is called once the source is known to fit
-    /// the groupings (looking for a GPU comes after the cheap checks).
+    /// Opens the source at the local `path` (see [`MissingAnnotationsMask::open_node_source`];
+    /// looking for a GPU comes after the cheap checks).
     fn open_source(
         path: &Path,
         groupings: ChannelGroupings,
@@ -278,15 +162,38 @@ impl MissingAnnotationsMask {
         engine: impl FnOnce() -> Result<Engine>,
     ) -> Result<Self> {
         crate::store::refuse_url(path)?;
-        if CropGroup::is_crop_group(path) {
-            let classes = groupings.into_classes(path)?;
-            let crop = CropGroup::open(path)?;
-            return Self::from_crop(crop, classes, options, crop_options, engine()?);
-        }
-        let volume = LabelVolume::open(path)
-            .map_err(|e| crate::cellmap::crop::explain_not_an_array(path, e))?;
-        let ids = groupings.into_ids(path)?;
-        Self::from_volume(volume, ids, options, engine()?)
+        Self::open_node_source(
+            &Node::local(path)?,
+            groupings,
+            options,
+            crop_options,
+            engine,
+        )
+    }
+
+    /// As [`MissingAnnotationsMask::open_with`], from a node of any store.
+    pub fn open_node(
+        node: &Node,
+        groupings: impl Into<ChannelGroupings>,
+        options: MaskOptions,
+        crop_options: &CropOptions,
+    ) -> Result<Self> {
+        let engine = || Engine::select(options.engine);
+        Self::open_node_source(node, groupings.into(), options, crop_options, engine)
+    }
+
+    /// Opens the source at `node` in the format [`source::detect`] finds; `engine` is called
+    /// once the source is open.
+    fn open_node_source(
+        node: &Node,
+        groupings: ChannelGroupings,
+        options: MaskOptions,
+        crop_options: &CropOptions,
+        engine: impl FnOnce() -> Result<Engine>,
+    ) -> Result<Self> {
+        let format = source::detect(node);
+        let source = format.open(node, groupings, &options, crop_options)?;
+        Ok(Self::from_source(source, options, engine()?))
     }
 
     /// The same mask, computed by `engine` instead.
@@ -295,74 +202,40 @@ impl MissingAnnotationsMask {
         self
     }
 
-    /// A mask over an opened volume with a chosen engine (shares one GPU context between masks).
+    /// A mask over an opened source, computed by `engine`.
+    pub fn from_source(source: Box<dyn MaskSource>, options: MaskOptions, engine: Engine) -> Self {
+        Self {
+            name: mask_name(source.path(), source.name()),
+            source,
+            options,
+            engine,
+        }
+    }
+
+    /// A mask over an opened label volume with a chosen engine (shares one GPU context between
+    /// masks).
     pub fn from_volume(
         volume: LabelVolume,
-        groupings: Groupings,
+        groupings: crate::Groupings,
         options: MaskOptions,
         engine: Engine,
     ) -> Result<Self> {
-        let metadata = LabelMetadata::from_attributes(
-            volume.name(),
-            volume.attributes(),
-            options.allow_missing_metadata,
-        )?;
-        let plan = MaskPlan::from_metadata(&groupings, &metadata, &options);
-        Ok(Self {
-            name: mask_name(volume.path(), volume.name()),
-            source: Source::Labels(Box::new(LabelSource {
-                volume,
-                metadata,
-                groupings,
-                plan,
-            })),
-            options,
-            engine,
-        })
+        let source = crate::labels::LabelSource::new(volume, groupings, &options)?;
+        Ok(Self::from_source(Box::new(source), options, engine))
     }
 
-    /// A mask over an opened crop group with a chosen engine. Opens the arrays of the classes
-    /// that the plan reads at `crop_options.scale` (they must share shape, voxel size and
-    /// offset: [`CropError::GeometryMismatch`](crate::CropError::GeometryMismatch)), or, when
-    /// every channel is zeroed, the crop's first class array for the geometry. Of `options`,
-    /// only `engine` and `verify` apply: crop groups have no background or sparse states.
+    /// A mask over an opened crop group with a chosen engine (see
+    /// [`CropSource::new`](crate::cellmap::CropSource::new)). Of `options`, only `engine` and
+    /// `verify` apply: crop groups have no background or sparse states.
     pub fn from_crop(
-        crop: CropGroup,
-        groupings: ClassGroupings,
+        crop: crate::CropGroup,
+        groupings: crate::ClassGroupings,
         options: MaskOptions,
         crop_options: &CropOptions,
         engine: Engine,
     ) -> Result<Self> {
-        let annotations: Vec<_> = crop
-            .classes()
-            .iter()
-            .map(|c| c.annotation.clone())
-            .collect();
-        let plan = CropPlan::new(&groupings, &annotations);
-        let scale = crop_options.scale.clone();
-        let mut read: Vec<&str> = plan.classes().iter().map(|c| c.name.as_str()).collect();
-        if read.is_empty() {
-            let first =
-                crop.classes()
-                    .first()
-                    .ok_or_else(|| crate::error::CropError::NoClasses {
-                        path: crop.name().to_string(),
-                    })?;
-            read.push(first.name());
-        }
-        let volumes = crop.open_classes(&read, &scale)?;
-        Ok(Self {
-            name: mask_name(crop.path(), crop.name()),
-            source: Source::Crop(Box::new(CropSource {
-                crop,
-                groupings,
-                plan,
-                scale,
-                volumes,
-            })),
-            options,
-            engine,
-        })
+        let source = crate::cellmap::CropSource::new(crop, groupings, crop_options)?;
+        Ok(Self::from_source(Box::new(source), options, engine))
     }
 
     /// The mask's name: `<label array or crop group name>_missing_annotations_mask`.
@@ -409,18 +282,12 @@ impl MissingAnnotationsMask {
 
     /// Channel names, in order.
     pub fn channels(&self) -> Vec<&str> {
-        match &self.source {
-            Source::Labels(l) => l.groupings.names().collect(),
-            Source::Crop(c) => c.groupings.names().collect(),
-        }
+        self.source.channels()
     }
 
     /// The source's attributes: the label array's, or the crop group's.
     pub fn attrs(&self) -> &Map<String, Value> {
-        match &self.source {
-            Source::Labels(l) => l.volume.attributes(),
-            Source::Crop(c) => c.crop.attributes(),
-        }
+        self.source.attrs()
     }
 
     /// Always an error: there is no stored data, use [`MissingAnnotationsMask::get`].
@@ -491,23 +358,7 @@ impl MissingAnnotationsMask {
     /// pipelines run it on another thread than [`MissingAnnotationsMask::compute_block`]).
     /// For a crop group: the arrays of the classes the plan reads.
     pub fn read_block(&self, region: &VoxelRegion) -> Result<SourceBlock> {
-        match &self.source {
-            Source::Labels(l) => Ok(SourceBlock::Labels(l.volume.read_region(region)?)),
-            Source::Crop(c) => {
-                if c.read_volumes().is_empty() {
-                    c.volumes[0].check_region(region)?;
-                }
-                let classes = c
-                    .read_volumes()
-                    .iter()
-                    .map(|v| v.read_region(region))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(SourceBlock::Classes(ClassBlock {
-                    shape: region.shape.iter().map(|&s| s as usize).collect(),
-                    classes,
-                }))
-            }
-        }
+        self.source.read_block(region)
     }
 
     /// Computes the mask of a block read by [`MissingAnnotationsMask::read_block`] into `out`,
@@ -515,11 +366,11 @@ impl MissingAnnotationsMask {
     /// the block) at `c * voxels + i`.
     ///
     /// # Panics
-    /// If `block` is of the other source kind (a label block for a crop-group mask or the
-    /// reverse), if a [`ClassBlock`] built by hand does not hold one array of its shape per
-    /// class the plan reads, or if `out` has the wrong size.
+    /// If `block` was read from a source of another format or plan, or if `out` has the wrong
+    /// size.
     pub fn compute_block(&self, block: &SourceBlock, out: &mut [u8]) -> Result<()> {
-        self.compute(block, out, None)
+        self.source
+            .compute_block(&self.engine, block, out, None, self.options.verify)
     }
 
     /// As [`MissingAnnotationsMask::compute_block`], also writing the targets into `targets`
@@ -530,55 +381,20 @@ impl MissingAnnotationsMask {
         mask: &mut [u8],
         targets: &mut [u8],
     ) -> Result<()> {
-        self.compute(block, mask, Some(targets))
-    }
-
-    fn compute(
-        &self,
-        block: &SourceBlock,
-        out: &mut [u8],
-        targets: Option<&mut [u8]>,
-    ) -> Result<()> {
-        let verify = self.options.verify;
-        match (&self.source, block) {
-            (Source::Labels(l), SourceBlock::Labels(labels)) => {
-                let (slice, shape) = (labels.as_slice(), labels.shape());
-                match targets {
-                    None => self.engine.compute_into(&l.plan, slice, shape, out, verify),
-                    Some(targets) => self
-                        .engine
-                        .compute_fused_into(&l.plan, slice, shape, out, targets, verify),
-                }
-            }
-            (Source::Crop(c), SourceBlock::Classes(b)) => {
-                let slices: Vec<LabelSlice<'_>> =
-                    b.classes.iter().map(LabelArray::as_slice).collect();
-                self.engine
-                    .compute_crop_into(&c.plan, &slices, &b.shape, out, targets, verify)
-            }
-            _ => panic!(
-                "{}: compute_block was given a block of another source kind",
-                self.name
-            ),
-        }
+        self.source.compute_block(
+            &self.engine,
+            block,
+            mask,
+            Some(targets),
+            self.options.verify,
+        )
     }
 
     /// Keeps up to `bytes` of decoded source chunks in memory (split evenly between the class
     /// arrays a crop group reads), so reads that come back to the same chunks decode them once
     /// (see [`LabelVolume::cache_chunks`]; only the first call has an effect).
     pub fn cache_chunks(&self, bytes: u64) {
-        match &self.source {
-            Source::Labels(l) => {
-                l.volume.cache_chunks(bytes);
-            }
-            Source::Crop(c) => {
-                let volumes = c.read_volumes();
-                let each = bytes / volumes.len().max(1) as u64;
-                for v in volumes {
-                    v.cache_chunks(each);
-                }
-            }
-        }
+        self.source.cache_chunks(bytes);
     }
 
     /// Shape of the source in voxels.
@@ -592,101 +408,45 @@ impl MissingAnnotationsMask {
         self.volume().chunk_shape()
     }
 
-    /// The plan both engines execute.
-    pub fn plan(&self) -> PlanRef<'_> {
-        match &self.source {
-            Source::Labels(l) => PlanRef::Labels(&l.plan),
-            Source::Crop(c) => PlanRef::Crop(&c.plan),
-        }
+    /// The plan both engines execute; its format's own type through
+    /// [`SourcePlan::as_any`].
+    pub fn plan(&self) -> &dyn SourcePlan {
+        self.source.plan()
     }
 
-    /// The plan of a label array (`None` for a crop group).
-    pub fn mask_plan(&self) -> Option<&MaskPlan> {
-        match &self.source {
-            Source::Labels(l) => Some(&l.plan),
-            Source::Crop(_) => None,
-        }
+    /// The source.
+    pub fn source(&self) -> &dyn MaskSource {
+        self.source.as_ref()
     }
 
-    /// The plan of a crop group (`None` for a label array).
-    pub fn crop_plan(&self) -> Option<&CropPlan> {
-        match &self.source {
-            Source::Labels(_) => None,
-            Source::Crop(c) => Some(&c.plan),
-        }
-    }
-
-    /// The annotation metadata of a label array (`None` for a crop group).
-    pub fn metadata(&self) -> Option<&LabelMetadata> {
-        match &self.source {
-            Source::Labels(l) => Some(&l.metadata),
-            Source::Crop(_) => None,
-        }
-    }
-
-    /// The id groupings of a label array (`None` for a crop group).
-    pub fn groupings(&self) -> Option<&Groupings> {
-        match &self.source {
-            Source::Labels(l) => Some(&l.groupings),
-            Source::Crop(_) => None,
-        }
-    }
-
-    /// The class groupings of a crop group (`None` for a label array).
-    pub fn class_groupings(&self) -> Option<&ClassGroupings> {
-        match &self.source {
-            Source::Labels(_) => None,
-            Source::Crop(c) => Some(&c.groupings),
-        }
-    }
-
-    /// The crop group (`None` for a label array).
-    pub fn crop(&self) -> Option<&CropGroup> {
-        match &self.source {
-            Source::Labels(_) => None,
-            Source::Crop(c) => Some(&c.crop),
-        }
-    }
-
-    /// The scale a crop group is read at (`None` for a label array).
-    pub fn scale(&self) -> Option<&str> {
-        match &self.source {
-            Source::Labels(_) => None,
-            Source::Crop(c) => Some(&c.scale),
-        }
-    }
-
-    /// The class arrays a crop-group mask reads, in plan order (empty for a label array).
-    pub fn class_volumes(&self) -> &[LabelVolume] {
-        match &self.source {
-            Source::Labels(_) => &[],
-            Source::Crop(c) => c.read_volumes(),
-        }
+    /// The source as its format's own type, e.g. [`LabelSource`](crate::labels::LabelSource)
+    /// or [`CropSource`](crate::cellmap::CropSource); `None` for a source of another format.
+    ///
+    /// ```
+    /// use annomask::{labels::LabelSource, synth, EngineChoice, MaskOptions, MissingAnnotationsMask};
+    /// let dir = tempfile::tempdir()?;
+    /// let crop = synth::write_demo_crop(dir.path(), 8, annomask::ZarrFormat::V3)?;
+    /// let mask = MissingAnnotationsMask::open(&crop, synth::demo_groupings(),
+    ///     MaskOptions::default().engine(EngineChoice::Cpu))?;
+    /// let labels = mask.source_as::<LabelSource>().unwrap();
+    /// assert_eq!(labels.plan().num_channels(), mask.num_channels());
+    /// assert!(mask.source_as::<annomask::cellmap::CropSource>().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn source_as<S: MaskSource + 'static>(&self) -> Option<&S> {
+        self.source.as_any().downcast_ref()
     }
 
     /// Bytes of source labels read per voxel: the label dtype's size, or for a crop group the
     /// sum over the class arrays read.
     pub fn source_bytes_per_voxel(&self) -> u64 {
-        match &self.source {
-            Source::Labels(l) => l.volume.dtype().size() as u64,
-            Source::Crop(c) => c
-                .read_volumes()
-                .iter()
-                .map(|v| v.dtype().size() as u64)
-                .sum(),
-        }
+        self.source.source_bytes_per_voxel()
     }
 
     /// Reads each chunk whole only up to the budget's chunk limit (see
     /// the chunk reader (`src/chunk_reader.rs`)); the default is that of [`MemoryBudget::default`].
     pub fn set_memory_budget(&mut self, budget: MemoryBudget) {
-        let volumes: Vec<&mut LabelVolume> = match &mut self.source {
-            Source::Labels(l) => vec![&mut l.volume],
-            Source::Crop(c) => c.volumes.iter_mut().collect(),
-        };
-        for volume in volumes {
-            volume.set_chunk_limit(budget.chunk_limit());
-        }
+        self.source.set_chunk_limit(budget.chunk_limit());
     }
 
     /// The options it was opened with.
@@ -697,10 +457,7 @@ impl MissingAnnotationsMask {
     /// The array whose geometry the mask has: the label array, or a crop group's first class
     /// array read (the crop's first class when no class is read).
     pub fn volume(&self) -> &LabelVolume {
-        match &self.source {
-            Source::Labels(l) => &l.volume,
-            Source::Crop(c) => &c.volumes[0],
-        }
+        self.source.volume()
     }
 
     /// The engine that computes it.

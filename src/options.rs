@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::metadata::SparsePolicy;
+use crate::labels::metadata::SparsePolicy;
 
 /// How a missing id switches a channel off (SPEC 2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

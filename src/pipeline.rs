@@ -18,7 +18,7 @@
 //! storage that beats handing each mask to another thread. At most `depth + workers + writers`
 //! blocks are alive at once, whatever the volume's size: the full volume and the full mask are
 //! never in memory. Per-channel counts of trained voxels are accumulated as blocks stream by,
-//! looking at one channel of each kind ([`crate::mask::PlanRef::first_equal_channels`]).
+//! looking at one channel of each kind ([`crate::source::SourcePlan::first_equal_channels`]).
 //!
 //! The first error of any stage stops the run: a failed writer drops the queue, so the workers
 //! stop at their next block, and a failed worker tells the others to stop before their next
@@ -50,9 +50,8 @@ use std::time::{Duration, Instant};
 
 use crate::blocks::{Block, Shard};
 use crate::error::Error;
-use crate::geometry::VoxelRegion;
 use crate::mask::MissingAnnotationsMask;
-use crate::output::MaskOutput;
+use crate::sink::MaskSink;
 
 /// A computed block on its way to the writers.
 type Computed = (Block, Vec<u8>);
@@ -140,12 +139,12 @@ pub struct Summary {
     pub write_time: Duration,
 }
 
-/// Computes the mask of `mask` into `output` block by block (see the module docs): creates the
-/// output's metadata, removes this shard's stale temporary files, skips complete blocks under
+/// Computes the mask of `mask` into `output` block by block (see the module docs): prepares the
+/// output ([`MaskSink::prepare`]: its metadata, this shard's stale temporary files), skips complete blocks under
 /// `resume`, and calls `progress` after each written block.
 pub fn run(
     mask: &MissingAnnotationsMask,
-    output: &MaskOutput,
+    output: &dyn MaskSink,
     options: &RunOptions,
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Summary, Error> {
@@ -164,10 +163,9 @@ pub fn run(
     // Decode the first block's chunks before creating anything: a codec the input names but
     // cannot decode fails here, not midway with the output half written.
     if let Some(first) = range.clone().next() {
-        mask.read_block(&input_region(output, &grid.block(first)))?;
+        mask.read_block(&output.source_region(&grid.block(first)))?;
     }
-    output.create()?;
-    let temporaries_removed = output.remove_stale_temporaries(options.shard, run_start)?;
+    let temporaries_removed = output.prepare(options.shard, run_start)?;
     let num_channels = mask.num_channels();
     // Blocks are taken one at a time from the shard's range (never listed: a grid may have
     // more blocks than memory holds numbers); under `resume` each is checked as it comes, and
@@ -205,7 +203,7 @@ pub fn run(
     let next_block = AtomicU64::new(range.start);
     let stop = AtomicBool::new(false);
     let pool = BufferPool::default();
-    let sink = Sink {
+    let writer = BlockWriter {
         output,
         pool: &pool,
         report: &report,
@@ -224,7 +222,7 @@ pub fn run(
                     equal: &equal,
                     own_thread: num_workers >= rayon::current_num_threads(),
                     stop: &stop,
-                    sink,
+                    writer,
                 };
                 scope.spawn(move || work_stage(&work, queue))
             })
@@ -234,7 +232,7 @@ pub fn run(
             .map(|_| {
                 let queue = &write_rx;
                 let stop = &stop;
-                scope.spawn(move || write_stage(&sink, queue, stop))
+                scope.spawn(move || write_stage(&writer, queue, stop))
             })
             .collect();
         let worked: Vec<Result<Worked, Error>> = workers.into_iter().map(join).collect();
@@ -294,19 +292,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The input voxels of an output block.
-fn input_region(output: &MaskOutput, block: &Block) -> VoxelRegion {
-    VoxelRegion {
-        start: block
-            .start
-            .iter()
-            .zip(output.origin())
-            .map(|(&s, &o)| s + o)
-            .collect(),
-        shape: block.shape.clone(),
-    }
-}
-
 /// Runs `f`, turning a panic into [`Error::Panic`] naming `stage`.
 fn catch<T>(stage: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
@@ -325,14 +310,14 @@ fn catch<T>(stage: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Erro
 /// What a worker shares with the others.
 struct Work<'a> {
     mask: &'a MissingAnnotationsMask,
-    output: &'a MaskOutput,
+    output: &'a dyn MaskSink,
     /// The blocks of this run; the workers take the next one from `next`.
     blocks: std::ops::Range<u64>,
     next: &'a AtomicU64,
     /// Skip blocks whose chunks are all stored, reporting them to `skip`.
     resume: bool,
     skip: &'a (dyn Fn(&Block) + Sync),
-    /// [`crate::mask::PlanRef::first_equal_channels`] of the mask.
+    /// [`crate::source::SourcePlan::first_equal_channels`] of the mask.
     equal: &'a [Option<usize>],
     /// Compute on the worker's own thread (there are at least as many workers as engine
     /// threads), not on the engine's shared pool.
@@ -341,20 +326,20 @@ struct Work<'a> {
     stop: &'a AtomicBool,
     /// Where computed blocks go when the workers write their own blocks; its pool also lends
     /// the workers their mask buffers.
-    sink: Sink<'a>,
+    writer: BlockWriter<'a>,
 }
 
 /// Writes computed blocks: a writer thread's, or each worker's with no writers.
 #[derive(Clone, Copy)]
-struct Sink<'a> {
-    output: &'a MaskOutput,
+struct BlockWriter<'a> {
+    output: &'a dyn MaskSink,
     /// Mask buffers handed back after writing, for the next blocks.
     pool: &'a BufferPool,
     /// Called after each block written.
     report: &'a (dyn Fn(&Block) + Sync),
 }
 
-impl Sink<'_> {
+impl BlockWriter<'_> {
     /// Encodes and writes `block`'s chunks from `data`, reports the block, and returns `data` to
     /// the pool; returns the time it took.
     fn write(&self, block: &Block, data: Vec<u8>) -> Result<Duration, Error> {
@@ -451,12 +436,12 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
             (work.skip)(&block);
             continue;
         }
-        let region = input_region(output, &block);
+        let region = output.source_region(&block);
         let t = Instant::now();
         let source = mask.read_block(&region)?;
         let read = t.elapsed();
         let n = block.num_voxels() as usize;
-        let mut data = lock(work.sink.pool).pop().unwrap_or_default();
+        let mut data = lock(work.writer.pool).pop().unwrap_or_default();
         data.resize(n * work.equal.len(), 0);
         match &own_pool {
             Some(pool) => pool.install(|| mask.compute_block(&source, &mut data))?,
@@ -474,7 +459,7 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
                 }
             }
             None => {
-                done.write_time += work.sink.write(&block, data)?;
+                done.write_time += work.writer.write(&block, data)?;
                 done.blocks_written += 1;
             }
         }
@@ -484,7 +469,7 @@ fn work_blocks(work: &Work<'_>, queue: Option<SyncSender<Computed>>) -> Result<W
 
 /// Adds the 1 voxels of each channel of `data` (channel-major, `n` voxels a channel) to
 /// `trained`, counting one channel of each kind (`equal`, see
-/// [`crate::mask::PlanRef::first_equal_channels`]): zeroed channels add nothing, and a channel
+/// [`crate::source::SourcePlan::first_equal_channels`]): zeroed channels add nothing, and a channel
 /// equal to an earlier one adds that one's count.
 fn count_trained(data: &[u8], n: usize, equal: &[Option<usize>], trained: &mut [u64]) {
     let mut counts = vec![0u64; equal.len()];
@@ -498,11 +483,11 @@ fn count_trained(data: &[u8], n: usize, equal: &[Option<usize>], trained: &mut [
     }
 }
 
-/// Writes blocks from the shared queue through `sink` until it is empty and closed, or
+/// Writes blocks from the shared queue through `writer` until it is empty and closed, or
 /// `stop` is set. On an error or a panic, drops the queue (stopping the workers, which are
 /// blocked on it otherwise) and returns it.
 fn write_stage(
-    sink: &Sink<'_>,
+    writer: &BlockWriter<'_>,
     input: &WriterQueue,
     stop: &AtomicBool,
 ) -> Result<(u64, Duration), Error> {
@@ -525,7 +510,7 @@ fn write_stage(
                 lock(input).take();
                 break;
             }
-            busy += sink.write(&block, data)?;
+            busy += writer.write(&block, data)?;
             written += 1;
         }
         Ok((written, busy))
@@ -555,12 +540,12 @@ mod tests {
         mask
     }
 
-    fn output(mask: &MissingAnnotationsMask, path: &std::path::Path) -> MaskOutput {
+    fn output(mask: &MissingAnnotationsMask, path: &std::path::Path) -> crate::output::MaskOutput {
         let options = OutputOptions {
             chunks: Some(vec![8, 16, 16]),
             ..OutputOptions::default()
         };
-        MaskOutput::new(path, mask, None, &options).unwrap()
+        crate::output::MaskOutput::new(path, mask, None, &options).unwrap()
     }
 
     fn bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {

@@ -4,11 +4,7 @@ use std::fmt::Write;
 
 use ndarray::{ArrayD, Axis};
 
-use crate::cellmap::CropPlan;
-use crate::mask::{MissingAnnotationsMask, PlanRef};
-use crate::metadata::LabelMetadata;
-use crate::options::MaskPolicy;
-use crate::plan::MaskPlan;
+use crate::mask::MissingAnnotationsMask;
 
 /// One line per channel: its members (ids, or classes for a crop group), trained voxels (count
 /// and share), and why a channel is off or partly off, in the words of the metadata.
@@ -39,11 +35,7 @@ pub fn channel_table(mask: &MissingAnnotationsMask, data: &ArrayD<u8>) -> String
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn channel_table_counts(mask: &MissingAnnotationsMask, trained: &[u64], voxels: u64) -> String {
-    let (members, rules) = match (mask.plan(), mask.metadata()) {
-        (PlanRef::Labels(plan), Some(metadata)) => label_rules(mask, plan, metadata),
-        (PlanRef::Crop(plan), _) => crop_rules(plan),
-        (PlanRef::Labels(_), None) => unreachable!("a label-array mask has metadata"),
-    };
+    let (members, rules) = mask.source().channel_rules();
     let names = mask.channels();
     let rows: Vec<[String; 4]> = rules
         .into_iter()
@@ -97,74 +89,4 @@ pub(crate) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R], right: &[us
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
-}
-
-/// Members and rule of each channel of a label-array mask.
-fn label_rules(
-    mask: &MissingAnnotationsMask,
-    plan: &MaskPlan,
-    metadata: &LabelMetadata,
-) -> (&'static str, Vec<(String, String)>) {
-    let sparse = mask.options().sparse;
-    let rules = plan
-        .channels()
-        .iter()
-        .map(|ch| {
-            let why: Vec<String> = ch
-                .missing
-                .iter()
-                .map(|&id| {
-                    let name = metadata
-                        .entry(id)
-                        .and_then(|e| e.name.clone())
-                        .map_or_else(String::new, |n| format!(" ({n})"));
-                    format!("id {id}{name} {}", metadata.status(id, sparse).explain())
-                })
-                .collect();
-            let rule = if ch.zeroed {
-                format!("off everywhere: {}", why.join("; "))
-            } else if plan.policy() == MaskPolicy::PerVoxel && !why.is_empty() {
-                format!(
-                    "on where labels != {}, except {}",
-                    plan.background(),
-                    why.join("; ")
-                )
-            } else {
-                format!("on where labels != {}", plan.background())
-            };
-            (format!("{:?}", ch.ids), rule)
-        })
-        .collect();
-    ("ids", rules)
-}
-
-/// Members and rule of each channel of a crop-group mask.
-fn crop_rules(plan: &CropPlan) -> (&'static str, Vec<(String, String)>) {
-    let rules = plan
-        .channels()
-        .iter()
-        .map(|ch| {
-            let rule = if ch.zeroed {
-                format!(
-                    "off everywhere: not annotated in this crop: {}",
-                    ch.lacking.join(", ")
-                )
-            } else {
-                let known: Vec<String> = ch
-                    .class_set
-                    .iter()
-                    .map(|k| {
-                        let class = &plan.classes()[k];
-                        match class.encoding.unknown {
-                            Some(u) => format!("{} != {u}", class.name),
-                            None => format!("{} (always known)", class.name),
-                        }
-                    })
-                    .collect();
-                format!("on where {}", known.join(" and "))
-            };
-            (format!("[{}]", ch.classes.join(", ")), rule)
-        })
-        .collect();
-    ("classes", rules)
 }

@@ -29,6 +29,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use zarrs::filesystem::{FilesystemStore, FilesystemStoreCreateError};
@@ -135,26 +136,149 @@ pub fn destination_of(file_name: &str) -> Option<&str> {
     file_name.find(TEMP_MARKER).map(|at| &file_name[..at])
 }
 
-/// A filesystem store that writes every value through a temporary file and a rename.
-#[derive(Debug)]
-pub struct AtomicFilesystemStore {
-    inner: FilesystemStore,
-    base: PathBuf,
+/// A temporary value a writer left in a store, and what it was for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Temporary {
+    /// The temporary's own key (`c/0/0.tmp-<host>-<pid>-<counter>-<nanos>`).
+    pub key: StoreKey,
+    /// The key it was to become (`c/0/0`).
+    pub destination: StoreKey,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
 }
 
-impl AtomicFilesystemStore {
-    /// A store rooted at `base` (created on the first write if absent).
-    pub fn new(base: impl AsRef<Path>) -> Result<Self, FilesystemStoreCreateError> {
-        let base = base.as_ref().to_path_buf();
-        Ok(Self {
-            inner: FilesystemStore::new(&base)?,
-            base,
-        })
+/// How a store makes one value appear whole, and what a killed writer of it leaves behind: the
+/// strategy an [`AtomicStore`] applies over its inner store.
+pub trait Commit: Send + Sync + std::fmt::Debug {
+    /// Writes `value` at `key` so that a reader sees the key absent or whole, never a part.
+    fn commit(&self, key: &StoreKey, value: &[u8]) -> Result<(), StorageError>;
+
+    /// The temporaries under `prefix` that writers (dead or alive) left.
+    fn temporaries(&self, prefix: &StorePrefix) -> Result<Vec<Temporary>, StorageError>;
+
+    /// Removes a temporary; `false` if it was gone already (renamed or removed meanwhile).
+    fn remove(&self, temporary: &Temporary) -> Result<bool, StorageError>;
+}
+
+/// The filesystem's [`Commit`]: a temporary sibling file, `fsync`, rename.
+#[derive(Debug)]
+pub struct RenameCommit {
+    files: FilesystemStore,
+}
+
+impl Commit for RenameCommit {
+    fn commit(&self, key: &StoreKey, value: &[u8]) -> Result<(), StorageError> {
+        write_atomically(&self.files.key_to_fspath(key), value).map_err(StorageError::from)
     }
 
-    /// The directory the store is rooted at.
-    pub fn base(&self) -> &Path {
-        &self.base
+    fn temporaries(&self, prefix: &StorePrefix) -> Result<Vec<Temporary>, StorageError> {
+        let mut found = Vec::new();
+        for key in self.files.list_prefix(prefix)? {
+            let Some(destination) = destination_of(key.as_str()) else {
+                continue;
+            };
+            let Ok(destination) = StoreKey::new(destination) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::metadata(self.files.key_to_fspath(&key)) else {
+                continue; // renamed or removed since the listing
+            };
+            let modified = meta
+                .modified()
+                .unwrap_or_else(|_| std::time::SystemTime::now());
+            found.push(Temporary {
+                key,
+                destination,
+                modified,
+            });
+        }
+        Ok(found)
+    }
+
+    fn remove(&self, temporary: &Temporary) -> Result<bool, StorageError> {
+        match std::fs::remove_file(self.files.key_to_fspath(&temporary.key)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The [`Commit`] of a store whose every `set` is atomic already (an object store: a PUT
+/// appears whole or not at all). It leaves no temporaries.
+#[derive(Debug)]
+pub struct DirectCommit<S: ?Sized> {
+    inner: Arc<S>,
+}
+
+impl<S: ?Sized> DirectCommit<S> {
+    /// The commit of `inner`, whose `set` must be atomic.
+    pub fn new(inner: Arc<S>) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S: ?Sized + WritableStorageTraits + std::fmt::Debug> Commit for DirectCommit<S> {
+    fn commit(&self, key: &StoreKey, value: &[u8]) -> Result<(), StorageError> {
+        self.inner.set(key, Bytes::copy_from_slice(value))
+    }
+
+    fn temporaries(&self, _prefix: &StorePrefix) -> Result<Vec<Temporary>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    fn remove(&self, _temporary: &Temporary) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+}
+
+/// A storage adapter (in the manner of zarrs' `storage_adapter` modules) over any writable
+/// zarrs store: reads and listings pass through (temporaries hidden), every write goes through
+/// the store's [`Commit`], so a key is absent or complete — the guarantee `--resume` and
+/// shards rest on — and what killed writers left can be listed and removed through the store
+/// ([`AtomicStore::temporaries`]).
+#[derive(Debug)]
+pub struct AtomicStore<S: ?Sized> {
+    inner: Arc<S>,
+    commit: Box<dyn Commit>,
+}
+
+impl<S: ?Sized> AtomicStore<S> {
+    /// `inner`, written through `commit`.
+    pub fn with_commit(inner: Arc<S>, commit: Box<dyn Commit>) -> Self {
+        Self { inner, commit }
+    }
+
+    /// The inner store.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    /// The temporaries under `prefix` that writers left (see [`Commit::temporaries`]).
+    pub fn temporaries(&self, prefix: &StorePrefix) -> Result<Vec<Temporary>, StorageError> {
+        self.commit.temporaries(prefix)
+    }
+
+    /// Removes a temporary; `false` if it was gone already.
+    pub fn remove_temporary(&self, temporary: &Temporary) -> Result<bool, StorageError> {
+        self.commit.remove(temporary)
+    }
+}
+
+/// A filesystem store that writes every value through a temporary file and a rename.
+pub type AtomicFilesystemStore = AtomicStore<FilesystemStore>;
+
+impl AtomicStore<FilesystemStore> {
+    /// A store rooted at `base` (created on the first write if absent).
+    pub fn new(base: impl AsRef<Path>) -> Result<Self, FilesystemStoreCreateError> {
+        let base = base.as_ref();
+        let commit = RenameCommit {
+            files: FilesystemStore::new(base)?,
+        };
+        Ok(Self::with_commit(
+            Arc::new(FilesystemStore::new(base)?),
+            Box::new(commit),
+        ))
     }
 
     /// The file that holds `key`.
@@ -162,49 +286,54 @@ impl AtomicFilesystemStore {
         self.inner.key_to_fspath(key)
     }
 
-    /// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename. A temporary
-    /// file removed by someone else before the rename (a run that took it for a dead one's) is
-    /// written again: a race with another writer never fails the write.
+    /// Writes `value` to `path` atomically (see [`write_atomically`]).
     pub fn write_atomically(path: &Path, value: &[u8]) -> std::io::Result<()> {
-        let mut attempt = 0;
-        loop {
-            match Self::write_once(path, value) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
-                other => return other,
-            }
-        }
-    }
-
-    fn write_once(path: &Path, value: &[u8]) -> std::io::Result<()> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let parent = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = path
-            .file_name()
-            .map_or_else(|| "value".into(), |n| n.to_string_lossy().into_owned());
-        let temp = parent.join(format!(
-            "{name}{TEMP_MARKER}{}-{}-{}-{nanos}",
-            this_host(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(value)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written
+        write_atomically(path, value)
     }
 }
 
-impl ReadableStorageTraits for AtomicFilesystemStore {
+/// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename. A temporary file
+/// removed by someone else before the rename (a run that took it for a dead one's) is written
+/// again: a race with another writer never fails the write.
+pub fn write_atomically(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match write_once(path, value) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+fn write_once(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = path
+        .file_name()
+        .map_or_else(|| "value".into(), |n| n.to_string_lossy().into_owned());
+    let temp = parent.join(format!(
+        "{name}{TEMP_MARKER}{}-{}-{}-{nanos}",
+        this_host(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(value)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+impl<S: ?Sized + ReadableStorageTraits> ReadableStorageTraits for AtomicStore<S> {
     fn get_partial_many<'a>(
         &'a self,
         key: &StoreKey,
@@ -222,9 +351,11 @@ impl ReadableStorageTraits for AtomicFilesystemStore {
     }
 }
 
-impl WritableStorageTraits for AtomicFilesystemStore {
+impl<S: ?Sized + ReadableStorageTraits + WritableStorageTraits> WritableStorageTraits
+    for AtomicStore<S>
+{
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
-        Self::write_atomically(&self.key_path(key), &value).map_err(StorageError::from)
+        self.commit.commit(key, &value)
     }
 
     fn set_partial_many(
@@ -258,7 +389,7 @@ impl WritableStorageTraits for AtomicFilesystemStore {
     }
 }
 
-impl ListableStorageTraits for AtomicFilesystemStore {
+impl<S: ?Sized + ListableStorageTraits> ListableStorageTraits for AtomicStore<S> {
     fn list(&self) -> Result<StoreKeys, StorageError> {
         Ok(self
             .inner
@@ -308,23 +439,67 @@ impl RegularFileStore {
         })
     }
 
-    /// Fails unless `key` is absent or a regular file (symbolic links followed).
+    /// Fails with a [`NotAFile`] unless `key` is absent or a regular file (symbolic links
+    /// followed).
     fn check(&self, key: &StoreKey) -> Result<(), StorageError> {
         let path = self.inner.key_to_fspath(key);
         match std::fs::metadata(&path) {
             Ok(meta) if !meta.is_file() => {
-                let kind = if meta.is_dir() {
-                    "a directory"
-                } else {
-                    "not a regular file (a FIFO, socket or device)"
+                let kind = match meta.is_dir() {
+                    true => NotAFileKind::Directory,
+                    false => NotAFileKind::Special,
                 };
-                Err(StorageError::Other(format!(
-                    "{} is {kind}, where the key {} should be a file",
-                    path.display(),
-                    key.as_str()
-                )))
+                let not = NotAFile {
+                    path,
+                    key: key.as_str().to_string(),
+                    kind,
+                };
+                let io = std::io::Error::new(std::io::ErrorKind::InvalidInput, not);
+                Err(StorageError::IOError(std::sync::Arc::new(io)))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// What [`RegularFileStore`] found where a key's file should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotAFileKind {
+    /// A directory.
+    Directory,
+    /// A FIFO, socket or device.
+    Special,
+}
+
+impl NotAFileKind {
+    /// `a directory`, or `not a regular file (a FIFO, socket or device)`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Directory => "a directory",
+            Self::Special => "not a regular file (a FIFO, socket or device)",
+        }
+    }
+}
+
+/// The error of [`RegularFileStore`] for a key whose file is a directory, FIFO, socket or
+/// device (carried in a zarrs `StorageError::IOError`; [`NotAFile::of`] finds it again).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} is {}, where the key {key} should be a file", path.display(), kind.describe())]
+pub struct NotAFile {
+    /// The file.
+    pub path: PathBuf,
+    /// The key.
+    pub key: String,
+    /// What it is instead.
+    pub kind: NotAFileKind,
+}
+
+impl NotAFile {
+    /// The [`NotAFile`] inside a zarrs storage error, if that is what it is.
+    pub fn of(error: &StorageError) -> Option<&NotAFile> {
+        match error {
+            StorageError::IOError(io) => io.get_ref()?.downcast_ref(),
+            _ => None,
         }
     }
 }
@@ -346,6 +521,24 @@ impl ReadableStorageTraits for RegularFileStore {
 
     fn supports_get_partial(&self) -> bool {
         self.inner.supports_get_partial()
+    }
+}
+
+impl ListableStorageTraits for RegularFileStore {
+    fn list(&self) -> Result<StoreKeys, StorageError> {
+        self.inner.list()
+    }
+
+    fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, StorageError> {
+        self.inner.list_prefix(prefix)
+    }
+
+    fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, StorageError> {
+        self.inner.list_dir(prefix)
+    }
+
+    fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, StorageError> {
+        self.inner.size_prefix(prefix)
     }
 }
 

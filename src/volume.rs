@@ -1,5 +1,6 @@
-//! The zarr label source (SPEC 1.1, 3): opens a v2 or v3 label array from a filesystem path with
-//! `zarrs`, reads its attributes and geometry, and reads voxel regions of any supported dtype.
+//! The zarr label source (SPEC 1.1, 3): opens a v2 or v3 label array from a [`Node`] (a store
+//! and a path in it; [`LabelVolume::open`] takes a local path) with `zarrs`, reads its
+//! attributes and geometry, and reads voxel regions of any supported dtype.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -15,7 +16,7 @@ use crate::chunk_reader::ChunkSource;
 use crate::error::{Error, StorageError};
 use crate::geometry::{Geometry, Roi, VoxelRegion};
 use crate::label::{Label, LabelArray, LabelDtype};
-use crate::store::RegularFileStore;
+use crate::node::Node;
 
 /// The zarr format version of an array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +39,7 @@ impl ZarrFormat {
 
 /// An opened zarr label array.
 pub struct LabelVolume {
+    node: Node,
     path: PathBuf,
     name: String,
     array: Array<dyn ReadableStorageTraits>,
@@ -64,24 +66,6 @@ impl std::fmt::Debug for LabelVolume {
     }
 }
 
-/// The attributes of the zarr node (group or array) at `dir`, if it has any: `.zattrs` (v2) or
-/// the `attributes` of `zarr.json` (v3).
-pub fn node_attributes(dir: &Path) -> Option<Map<String, Value>> {
-    let read = |name: &str| -> Option<Value> {
-        // Only regular files: a FIFO would block the read forever.
-        let path = dir.join(name);
-        if !std::fs::metadata(&path).ok()?.is_file() {
-            return None;
-        }
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str(&text).ok()
-    };
-    if let Some(meta) = read("zarr.json") {
-        return meta.get("attributes").and_then(Value::as_object).cloned();
-    }
-    read(".zattrs").and_then(|v| v.as_object().cloned())
-}
-
 impl LabelVolume {
     /// Opens the label array at `path` (a directory holding `.zarray` or `zarr.json`).
     ///
@@ -89,19 +73,23 @@ impl LabelVolume {
     /// [`StorageError::UnsupportedDtype`] (floats, bools, ...), [`StorageError::Dimensionality`]
     /// (not 2-D to 5-D), and geometry attribute errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_path_buf();
-        let name = path.display().to_string();
-        if !path.exists() {
-            return Err(StorageError::NotFound { path: name }.into());
-        }
+        Self::open_node(&Node::local(path)?)
+    }
+
+    /// Opens the label array at `node` (see [`LabelVolume::open`]); its geometry may come from
+    /// the OME-NGFF multiscales of the parent node.
+    pub fn open_node(node: &Node) -> Result<Self, Error> {
+        let name = node.name().to_string();
+        let path = node
+            .local_path()
+            .map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
         let not_array = |message: String| StorageError::NotAnArray {
             path: name.clone(),
             message,
         };
         crate::bounded_codecs::register();
-        let store = RegularFileStore::new(&path).map_err(|e| not_array(e.to_string()))?;
-        let store: Arc<dyn ReadableStorageTraits> = Arc::new(store);
-        let array = Array::open(store, "/").map_err(|e| not_array(e.to_string()))?;
+        let store: Arc<dyn ReadableStorageTraits> = node.store().clone();
+        let array = Array::open(store, &node.node_path()).map_err(|e| not_array(e.to_string()))?;
         if array
             .shape()
             .iter()
@@ -147,16 +135,8 @@ impl LabelVolume {
             .into());
         }
         let attributes = array.attributes().clone();
-        let parent_attributes = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .and_then(|p| node_attributes(&p));
-        let dataset_path = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
-            .unwrap_or_default();
+        let parent_attributes = node.parent().and_then(|p| p.attributes());
+        let dataset_path = node.last_name().to_string();
         let geometry = Geometry::from_attributes(
             &name,
             array.shape(),
@@ -165,6 +145,7 @@ impl LabelVolume {
             &dataset_path,
         )?;
         Ok(Self {
+            node: node.clone(),
             path,
             name,
             array,
@@ -198,6 +179,11 @@ impl LabelVolume {
         self.cache
             .set(ChunkCacheDecodedLruSizeLimit::new(array, bytes))
             .is_ok()
+    }
+
+    /// The node it was opened from.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// The path it was opened from.

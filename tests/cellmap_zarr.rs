@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use annomask::cellmap::attrs::{AnnotationKind, Encoding};
 use annomask::cellmap::synth::{ClassSpec, CropSpec, write_crop};
-use annomask::cellmap::{CropGroup, CropOptions, CropReport};
+use annomask::cellmap::{CropGroup, CropOptions, CropReport, CropSource};
 use annomask::zarr_array::{ArraySpec, Compression, create_array, create_group};
 use annomask::{
     ChannelGroupings, ClassGroupings, CropError, Engine, EngineChoice, Error, GeometryError,
@@ -204,9 +204,9 @@ fn open_detects_the_crop_and_reads_only_what_it_needs() {
     let text = r#"[["mito", ["mito_mem", "mito_lum"]], ["er", ["er_mem", "er_lum"]]]"#;
     let groupings = ChannelGroupings::from_json_str(text, "g.json").unwrap();
     let mask = MissingAnnotationsMask::open(path, groupings, cpu()).unwrap();
-    let read: Vec<&str> = mask
-        .crop_plan()
-        .unwrap()
+    let source = mask.source_as::<CropSource>().unwrap();
+    let read: Vec<&str> = source
+        .plan()
         .classes()
         .iter()
         .map(|c| c.name.as_str())
@@ -216,11 +216,12 @@ fn open_detects_the_crop_and_reads_only_what_it_needs() {
         ["mito_mem", "mito_lum"],
         "er is zeroed: er_mem is not read"
     );
-    assert_eq!(mask.class_volumes().len(), 2);
-    assert!(mask.class_volumes()[0].name().ends_with("mito_mem/s0"));
+    assert_eq!(source.class_volumes().len(), 2);
+    assert!(source.class_volumes()[0].name().ends_with("mito_mem/s0"));
     assert!(mask.plan().zeroed(1) && !mask.plan().zeroed(0));
-    assert_eq!(mask.scale(), Some("s0"));
-    assert!(mask.metadata().is_none() && mask.mask_plan().is_none());
+    assert_eq!(source.scale(), "s0");
+    assert!(mask.source_as::<annomask::LabelSource>().is_none());
+    assert_eq!(mask.source().format(), "CellMap crop group");
     assert_eq!(mask.name(), "crop_v2_missing_annotations_mask");
     assert_eq!(
         mask.attrs()["cellmap"]["annotation"]["class_names"][2],
@@ -287,7 +288,8 @@ fn scales_have_their_own_geometry() {
     assert_eq!(s1.shape(), &[6, 6, 6]);
     assert_eq!(s1.voxel_size().as_slice(), &[16.0; 3]);
     assert_eq!(s1.roi().offset().as_slice(), &[4.0; 3]);
-    assert!(s1.class_volumes()[0].name().ends_with("s1"));
+    let classes = s1.source_as::<CropSource>().unwrap().class_volumes();
+    assert!(classes[0].name().ends_with("s1"));
     // s1 is every second voxel of s0: so is its mask.
     let s0 = MissingAnnotationsMask::open(&path, g, cpu()).unwrap();
     let (m0, t0) = s0.get_with_targets(&s0.roi()).unwrap();
@@ -381,7 +383,12 @@ fn all_channels_zeroed_reads_nothing() {
     let (path, _) = fixture(ZarrFormat::V3);
     let g = ClassGroupings::new([("er", vec!["er_lum"]), ("x", vec!["mito", "ghost"])]).unwrap();
     let mask = MissingAnnotationsMask::open(path, g, cpu()).unwrap();
-    assert!(mask.class_volumes().is_empty());
+    assert!(
+        mask.source_as::<CropSource>()
+            .unwrap()
+            .class_volumes()
+            .is_empty()
+    );
     assert_eq!(mask.shape(), &[9, 10, 7]);
     let (m, t) = mask.get_with_targets(&mask.roi()).unwrap();
     assert!(m.iter().chain(t.iter()).all(|&v| v == 0));

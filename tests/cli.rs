@@ -240,7 +240,10 @@ fn ome_ngff_input_gives_an_ome_ngff_group_with_a_channel_axis() {
         assert_eq!(geom.axis_names, ["c", "z", "y", "x"]);
         assert_eq!(geom.voxel_size.as_slice(), &[1.0, 4.0, 4.0, 4.0]);
         assert_eq!(geom.offset.as_slice(), &[0.0, 44.0, 80.0, 0.0]);
-        let root = annomask::volume::node_attributes(&out).unwrap();
+        let root = annomask::node::Node::local(&out)
+            .unwrap()
+            .attributes()
+            .unwrap();
         let ms = match format {
             ZarrFormat::V2 => root["multiscales"][0].clone(),
             ZarrFormat::V3 => root["ome"]["multiscales"][0].clone(),

@@ -141,7 +141,12 @@ fn compute(crop: &Path, groupings: &Path, out: &Path) -> assert_cmd::Command {
 
 /// The attributes of the node at `path` (v2 `.zattrs` or v3 `zarr.json`).
 fn attributes(path: &Path) -> Value {
-    Value::Object(annomask::volume::node_attributes(path).unwrap())
+    Value::Object(
+        annomask::node::Node::local(path)
+            .unwrap()
+            .attributes()
+            .unwrap(),
+    )
 }
 
 /// The library's mask of the crop at `crop` (CPU engine), whole, at `scale`.

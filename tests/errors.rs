@@ -177,7 +177,8 @@ fn metadata_errors_through_the_api() {
     );
     assert!(err.to_string().contains("none.zarr"));
     let ok = MissingAnnotationsMask::open(&none, g(), opts().allow_missing_metadata(true)).unwrap();
-    assert!(ok.mask_plan().unwrap().missing_table().is_empty());
+    let source = ok.source_as::<annomask::LabelSource>().unwrap();
+    assert!(source.plan().missing_table().is_empty());
 
     let bad = crop(
         dir.path(),

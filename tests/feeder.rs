@@ -131,9 +131,10 @@ fn batches_equal_the_oracle_and_repeat_for_a_seed() {
                 got_targets.iter().copied().collect::<Vec<_>>(),
                 want_targets
             );
-            let Some(SourceBlock::Labels(l)) = batch.labels.as_ref().map(|l| &l[i]) else {
-                panic!("labels were asked for")
-            };
+            let block: &SourceBlock = &batch.labels.as_ref().expect("labels were asked for")[i];
+            let l = block
+                .labels()
+                .expect("a label array's block is one label array");
             assert_eq!(l, &labels);
             // The world ROI maps back onto the region.
             let mask = &sources[sample.crop].0;
@@ -268,7 +269,11 @@ fn gpu_feeds_the_same_batches_and_can_keep_them_on_the_device() {
     // Device-resident outputs equal the host ones, with one block or many.
     let (_, labels) = &cpu_crops[1];
     let region = region_of(labels, &[3, 1, 2], &[20, 33, 17]);
-    let plan = cpu_crops[1].0.mask_plan().unwrap();
+    let plan = cpu_crops[1]
+        .0
+        .source_as::<annomask::LabelSource>()
+        .unwrap()
+        .plan();
     let n = region.as_slice().len();
     let (mut mask, mut targets) = (vec![0u8; n * 5], vec![0u8; n * 5]);
     annomask::cpu::compute_fused_into(plan, region.as_slice(), &mut mask, &mut targets);

@@ -241,7 +241,10 @@ fn output_read_by_zarr_python_equals_the_numpy_reference() {
                 .arg(&targets));
             let by_zarr_python = dir.path().join(format!("zp{i}_{policy}.npy"));
             read_with(&python, "zarr", &out, &by_zarr_python);
-            let attrs = annomask::volume::node_attributes(&out).unwrap();
+            let attrs = annomask::node::Node::local(&out)
+                .unwrap()
+                .attributes()
+                .unwrap();
             assert_eq!(attrs["channels"], json!(["mito", "er", "big", "nuc", "fg"]));
             let reference = read_npy(&reference);
             assert_eq!(reference.0, [5, 19, 23, 30]);

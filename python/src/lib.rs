@@ -346,7 +346,6 @@ fn open(
 struct Feeder {
     /// `None` once closed.
     inner: Mutex<Option<RustFeeder>>,
-    crops: Vec<Arc<MissingAnnotationsMask>>,
     /// The process that started its prefetch thread (which a fork does not copy).
     pid: u32,
 }
@@ -406,11 +405,10 @@ impl Feeder {
         config.batches = batches;
         let crops: Vec<_> = crops.iter().map(|c| c.inner.clone()).collect();
         let feeder = py
-            .detach(|| RustFeeder::new(crops.clone(), config))
+            .detach(|| RustFeeder::new(crops, config))
             .map_err(py_err)?;
         Ok(Self {
             inner: Mutex::new(Some(feeder)),
-            crops,
             pid: std::process::id(),
         })
     }
@@ -453,8 +451,8 @@ impl Feeder {
             None => None,
             Some(blocks) => {
                 let list = PyList::empty(py);
-                for (block, sample) in blocks.into_iter().zip(&batch.samples) {
-                    list.append(self.block_object(py, block, sample.crop)?)?;
+                for block in blocks {
+                    list.append(self.block_object(py, block)?)?;
                 }
                 Some(list)
             }
@@ -469,28 +467,28 @@ impl Feeder {
             .into_pyobject(py)
     }
 
-    /// A label block as a numpy array of its dtype; a crop group's as a dict class -> array.
+    /// A block of one label array as a numpy array of its dtype; a block of named arrays
+    /// (a crop group's classes) as a dict name -> array.
     fn block_object<'py>(
         &self,
         py: Python<'py>,
         block: SourceBlock,
-        crop: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match block {
-            SourceBlock::Labels(labels) => Ok(label_array(py, labels)),
-            SourceBlock::Classes(block) => {
+        match block.into_parts() {
+            (arrays, None) => {
+                let labels = arrays
+                    .into_iter()
+                    .next()
+                    .expect("a block of one label array");
+                Ok(label_array(py, labels))
+            }
+            (arrays, Some(names)) => {
                 let dict = PyDict::new(py);
-                let plan = self.crops[crop]
-                    .crop_plan()
-                    .expect("a class block comes from a crop group");
-                for (class, values) in plan.classes().iter().zip(block.classes) {
-                    dict.set_item(&class.name, label_array(py, values))?;
+                for (name, values) in names.into_iter().zip(arrays) {
+                    dict.set_item(name, label_array(py, values))?;
                 }
                 Ok(dict.into_any())
             }
-            _ => Err(PyRuntimeError::new_err(
-                "annomask: a source block of an unknown kind",
-            )),
         }
     }
 }

@@ -26,7 +26,8 @@ use serde_json::{Map, Value};
 use super::attrs::{self, ClassAnnotation};
 use crate::error::{CropError, Error, StorageError};
 use crate::geometry::Geometry;
-use crate::volume::{LabelVolume, node_attributes};
+use crate::node::{MetadataProblem, Node};
+use crate::volume::LabelVolume;
 
 /// Options of a crop-group mask besides the groupings.
 ///
@@ -62,6 +63,8 @@ pub struct ClassGroup {
     pub annotation: ClassAnnotation,
     /// The sub-group's path.
     pub path: PathBuf,
+    /// The sub-group's node.
+    pub node: Node,
     /// The dataset paths its OME-NGFF multiscales list (`s0`, `s1`, ...), in order; empty when
     /// it has no multiscales.
     pub scales: Vec<String>,
@@ -76,11 +79,17 @@ impl ClassGroup {
     /// The path of its array at `scale`, or [`CropError::ScaleArrayMissing`] if its
     /// multiscales list the scale but the array is not on disk, or [`CropError::MissingScale`].
     pub fn array_path(&self, scale: &str) -> Result<PathBuf, CropError> {
+        self.array_node(scale).map(|_| self.path.join(scale))
+    }
+
+    /// The node of its array at `scale` (see [`ClassGroup::array_path`]).
+    pub fn array_node(&self, scale: &str) -> Result<Node, CropError> {
+        let node = self.node.child(scale);
         let path = self.path.join(scale);
         let in_multiscales = self.scales.iter().any(|s| s == scale);
         let listed = self.scales.is_empty() || in_multiscales;
-        if listed && path.is_dir() {
-            return Ok(path);
+        if listed && node.exists() {
+            return Ok(node);
         }
         if in_multiscales {
             return Err(CropError::ScaleArrayMissing {
@@ -88,7 +97,7 @@ impl ClassGroup {
                 class: self.name().to_string(),
                 scale: scale.to_string(),
                 array: path.display().to_string(),
-                problem: match path.exists() {
+                problem: match self.node.has(scale) {
                     true => "is not a directory",
                     false => "is missing",
                 }
@@ -113,6 +122,7 @@ impl ClassGroup {
 /// with one sub-group per class.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CropGroup {
+    node: Node,
     path: PathBuf,
     name: String,
     attributes: Map<String, Value>,
@@ -120,91 +130,21 @@ pub struct CropGroup {
     classes: Vec<ClassGroup>,
 }
 
-/// Whether the node at `dir` is a zarr group (`.zgroup`, or `zarr.json` with `node_type: group`).
-fn is_group(dir: &Path) -> bool {
-    if dir.join(".zgroup").is_file() {
-        return true;
+/// A metadata document that cannot be read, as a crop error.
+fn metadata_error(problem: MetadataProblem) -> CropError {
+    CropError::MetadataFile {
+        path: problem.path,
+        problem: problem.problem,
     }
-    metadata_file(dir, "zarr.json")
-        .and_then(Result::ok)
-        .is_some_and(|m| m.get("node_type").and_then(Value::as_str) == Some("group"))
 }
 
-/// The zarr metadata file `name` of the node at `dir`, parsed: `None` if there is none, an
-/// error naming the file if it is not a regular file (a FIFO would block the read forever),
-/// cannot be read, or is not valid JSON.
-fn metadata_file(dir: &Path, name: &str) -> Option<Result<Value, CropError>> {
-    let path = dir.join(name);
-    let fail = |problem: String| CropError::MetadataFile {
-        path: path.display().to_string(),
-        problem,
-    };
-    let kind = match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => return Some(Err(fail(format!("cannot read zarr metadata: {e}")))),
-        Ok(m) => m.file_type(),
-    };
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file (a FIFO, socket or device)"
-        };
-        return Some(Err(fail(format!(
-            "is {what}; zarr metadata must be a regular file"
-        ))));
-    }
-    Some(
-        std::fs::read_to_string(&path)
-            .map_err(|e| fail(format!("cannot read zarr metadata: {e}")))
-            .and_then(|text| {
-                serde_json::from_str(&text).map_err(|e| {
-                    fail(format!(
-                        "zarr metadata is truncated or not valid JSON ({e})"
-                    ))
-                })
-            }),
-    )
-}
-
-/// The attributes of the zarr node at `dir` (`attributes` of `zarr.json`, else `.zattrs`),
-/// empty if it has none; an error names a metadata file that cannot be read as JSON.
-fn node_attributes_checked(dir: &Path) -> Result<Map<String, Value>, CropError> {
-    let object = |v: Value| match v {
-        Value::Object(o) => o,
-        _ => Map::new(),
-    };
-    if let Some(meta) = metadata_file(dir, "zarr.json") {
-        return Ok(meta?
-            .get("attributes")
-            .cloned()
-            .map(object)
-            .unwrap_or_default());
-    }
-    Ok(metadata_file(dir, ".zattrs")
-        .transpose()?
-        .map(object)
-        .unwrap_or_default())
-}
-
-/// The names of the sub-directories of `dir` that hold zarr arrays, sorted.
-fn child_arrays(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let p = e.path();
-            p.join(".zarray").is_file()
-                || metadata_file(&p, "zarr.json")
-                    .and_then(Result::ok)
-                    .is_some_and(|m| m.get("node_type").and_then(Value::as_str) == Some("array"))
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+/// The names of the children of `node` that are zarr arrays, sorted.
+fn child_arrays(node: &Node) -> Vec<String> {
+    let names = node.child_names().unwrap_or_default();
     names
+        .into_iter()
+        .filter(|n| node.child(n).is_array())
+        .collect()
 }
 
 /// Why the node at `path`, which is not a crop group, is not a label array either, as its zarr
@@ -225,24 +165,25 @@ fn child_arrays(dir: &Path) -> Vec<String> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn why_not_a_source(path: &Path) -> Option<CropError> {
-    if !path.is_dir() {
-        return None;
-    }
-    why_not_a_source_dir(path)
+    why_not_a_source_node(&Node::local(path).ok()?)
 }
 
 /// `error`, from opening `path` as a label array, replaced by the answer of
 /// [`why_not_a_source`] where the zarr library could only say that it is not an array.
-pub fn explain_not_an_array(path: &Path, error: Error) -> Error {
+pub fn explain_not_an_array(node: &Node, error: Error) -> Error {
     if matches!(error, Error::Storage(StorageError::NotAnArray { .. }))
-        && let Some(why) = why_not_a_source(path)
+        && let Some(why) = why_not_a_source_node(node)
     {
         return why.into();
     }
     error
 }
 
-fn why_not_a_source_dir(path: &Path) -> Option<CropError> {
+/// [`why_not_a_source`] of a node.
+pub fn why_not_a_source_node(node: &Node) -> Option<CropError> {
+    if !node.exists() {
+        return None;
+    }
     let not_a_crop_group = |attrs: &Map<String, Value>| {
         if attrs::has_cellmap(attrs) {
             return None;
@@ -251,22 +192,23 @@ fn why_not_a_source_dir(path: &Path) -> Option<CropError> {
         let hint = match levels.first() {
             Some(first) => format!(
                 "; it holds a multiscale image: give the array of one level, e.g. {}",
-                path.join(first).display()
+                node.child(first).name()
             ),
-            None => match child_arrays(path).first() {
+            None => match child_arrays(node).first() {
                 Some(child) => format!(
                     "; give one of its arrays, e.g. {}",
-                    path.join(child).display()
+                    node.child(child).name()
                 ),
                 None => String::new(),
             },
         };
         Some(CropError::NotACropGroup {
-            path: path.display().to_string(),
+            path: node.name().to_string(),
             hint,
         })
     };
-    match metadata_file(path, "zarr.json") {
+    let metadata_file = |file: &str| node.read_json(file).map(|r| r.map_err(metadata_error));
+    match metadata_file("zarr.json") {
         Some(Err(e)) => return Some(e),
         Some(Ok(meta)) => {
             if meta.get("node_type").and_then(Value::as_str) != Some("group") {
@@ -281,12 +223,12 @@ fn why_not_a_source_dir(path: &Path) -> Option<CropError> {
         None => {}
     }
     // Zarr v2: `.zarray` or `.zgroup`, and `.zattrs`.
-    let array = match metadata_file(path, ".zarray") {
+    let array = match metadata_file(".zarray") {
         Some(Err(e)) => return Some(e),
         Some(Ok(_)) => true,
         None => false,
     };
-    let group = match metadata_file(path, ".zgroup") {
+    let group = match metadata_file(".zgroup") {
         Some(Err(e)) if !array => return Some(e),
         Some(_) => !array,
         None => false,
@@ -294,7 +236,7 @@ fn why_not_a_source_dir(path: &Path) -> Option<CropError> {
     if !array && !group {
         return None;
     }
-    let attrs = match metadata_file(path, ".zattrs") {
+    let attrs = match metadata_file(".zattrs") {
         Some(Err(e)) => return Some(e),
         Some(Ok(Value::Object(a))) => a,
         Some(Ok(_)) | None => Map::new(),
@@ -327,8 +269,12 @@ impl CropGroup {
     /// Whether `path` is a crop group: a zarr group with a `cellmap` attribute. (A label array,
     /// or a group without one, is not.)
     pub fn is_crop_group(path: impl AsRef<Path>) -> bool {
-        let path = path.as_ref();
-        is_group(path) && node_attributes(path).is_some_and(|a| attrs::has_cellmap(&a))
+        Node::local(path).is_ok_and(|node| Self::is_crop_group_node(&node))
+    }
+
+    /// Whether `node` is a crop group (see [`CropGroup::is_crop_group`]).
+    pub fn is_crop_group_node(node: &Node) -> bool {
+        node.is_group() && node.attributes().is_some_and(|a| attrs::has_cellmap(&a))
     }
 
     /// Opens the crop group at `path`: reads its `cellmap.annotation` and that of every class it
@@ -339,36 +285,43 @@ impl CropGroup {
     /// [`CropError::CropAttribute`] for missing or malformed crop attributes; [`CropError::MissingClassGroup`] for a listed class without a sub-group;
     /// [`CropError::ClassAttribute`] for missing or malformed class attributes.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_path_buf();
-        let name = path.display().to_string();
-        if !path.exists() {
-            return Err(StorageError::NotFound { path: name }.into());
-        }
-        let attributes = node_attributes_checked(&path)?;
+        Self::open_node(&Node::local(path)?)
+    }
+
+    /// Opens the crop group at `node` (see [`CropGroup::open`]).
+    pub fn open_node(node: &Node) -> Result<Self, Error> {
+        let name = node.name().to_string();
+        let path = node
+            .local_path()
+            .map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
+        let attributes = node.attributes_checked().map_err(metadata_error)?;
         let crop = attrs::crop_attributes(&name, &attributes)?;
         let classes = crop
             .class_names
             .iter()
             .map(|class| {
                 let dir = path.join(class);
-                if !dir.is_dir() {
+                let child = node.child(class);
+                if !child.exists() {
                     return Err(CropError::MissingClassGroup {
                         path: name.clone(),
                         class: class.clone(),
                         message: format!("no directory {}", dir.display()),
                     });
                 }
-                let group_attrs = node_attributes_checked(&dir)?;
+                let group_attrs = child.attributes_checked().map_err(metadata_error)?;
                 let annotation =
                     attrs::class_annotation(&dir.display().to_string(), class, &group_attrs)?;
                 Ok(ClassGroup {
                     annotation,
                     scales: multiscale_paths(&group_attrs),
                     path: dir,
+                    node: child,
                 })
             })
             .collect::<Result<Vec<_>, CropError>>()?;
         Ok(Self {
+            node: node.clone(),
             path,
             name,
             attributes,
@@ -423,7 +376,7 @@ impl CropGroup {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        LabelVolume::open(group.array_path(scale)?)
+        LabelVolume::open_node(&group.array_node(scale)?)
     }
 
     /// Opens the arrays of `classes` at `scale` and checks that they share shape, voxel size,

@@ -9,7 +9,7 @@ use super::attrs::AnnotationKind;
 use super::plan::CropPlan;
 use crate::gpu::layout::{WORKGROUP_SIZE, grid, quads, split};
 use crate::label::LabelDtype;
-use crate::plan::ChannelSet;
+use crate::labels::plan::ChannelSet;
 
 /// Words per class record in the plan buffer (`CLASS_WORDS` in `shaders/cellmap.wgsl`).
 pub const CLASS_WORDS: usize = 9;

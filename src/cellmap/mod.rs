@@ -27,9 +27,11 @@ pub mod gpu;
 pub mod layout;
 pub mod plan;
 pub mod report;
+pub mod source;
 pub mod synth;
 pub mod twin;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};
 pub use plan::{ClassPlan, CropChannelPlan, CropPlan};
 pub use report::CropReport;
+pub use source::{CropFormat, CropSource};

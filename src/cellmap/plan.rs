@@ -38,7 +38,7 @@ use std::fmt;
 
 use super::attrs::{AnnotationKind, ClassAnnotation, Encoding};
 use crate::groupings::ClassGroupings;
-use crate::plan::{ChannelSet, words_for};
+use crate::labels::plan::{ChannelSet, words_for};
 
 /// A class the engines read, with its codes and the channels it feeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl CropPlan {
     /// itself when no earlier one is), or `None` for a zeroed channel: channels reading the
     /// same classes are equal.
     pub fn first_equal_channels(&self) -> Vec<Option<usize>> {
-        crate::plan::first_equal(
+        crate::labels::plan::first_equal(
             self.channels
                 .iter()
                 .map(|c| (!c.zeroed).then_some(&c.class_set)),

@@ -26,7 +26,7 @@ pub mod stream;
 mod targets;
 
 use crate::label::{Label, LabelArray, LabelSlice};
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 use crate::with_labels;
 use stream::Store;
 use targets::TargetRule;
@@ -69,7 +69,7 @@ struct TypedPlan<T> {
 
 impl<T: Label> TypedPlan<T> {
     fn new(plan: &MaskPlan) -> Self {
-        let table: Vec<(T, &crate::plan::ChannelSet)> = plan
+        let table: Vec<(T, &crate::labels::plan::ChannelSet)> = plan
             .voxel_table()
             .iter()
             .filter_map(|m| T::from_bits(m.id).map(|id| (id, &m.channels)))

@@ -4,7 +4,7 @@
 
 use super::stream::Store;
 use crate::label::Label;
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 
 /// Id lists up to this long are tested with one compare per id, unrolled; longer ones are
 /// binary-searched per voxel.

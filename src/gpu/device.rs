@@ -6,7 +6,7 @@ use super::pipelined::{bind_group, encode_dispatch, wait};
 use super::{GpuContext, GpuEngine};
 use crate::error::GpuError;
 use crate::label::LabelSlice;
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 
 /// A mask and its targets in device buffers. Each is channel-major `u8` (one byte per voxel),
 /// channel `c` starting at byte `c * channel_stride`; `channel_stride` is the voxel count

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::bits::{MaskLayout, packed_len};
 use crate::label::{LabelDtype, LabelSlice};
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 
 /// Invocations per workgroup (`@workgroup_size` in `shaders/mask.wgsl`).
 pub const WORKGROUP_SIZE: u32 = 256;
@@ -94,7 +94,7 @@ impl From<MaskLayout> for Kernel {
 pub fn plan_words(plan: &MaskPlan) -> Vec<u32> {
     let w = plan.words_per_set();
     let table = plan.voxel_table();
-    let mut zeroed = crate::plan::ChannelSet::new(plan.num_channels());
+    let mut zeroed = crate::labels::plan::ChannelSet::new(plan.num_channels());
     for c in (0..plan.num_channels()).filter(|&c| plan.zeroed(c)) {
         zeroed.insert(c);
     }

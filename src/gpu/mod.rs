@@ -40,7 +40,7 @@ use pipelined::{Dispatch, Slot, read_back, run_blocks, submit_block};
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelSlice;
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 
 /// Default upper bound on voxels per block: 16 Mi (128 MiB of u64 labels).
 pub const DEFAULT_MAX_BLOCK_VOXELS: usize = 16 << 20;

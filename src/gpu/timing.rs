@@ -9,7 +9,7 @@ use super::{GpuEngine, Work};
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelSlice;
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 
 impl GpuEngine {
     /// Seconds the kernel takes over `labels`: for each block, the labels are uploaded first

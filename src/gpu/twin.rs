@@ -6,7 +6,7 @@
 use super::layout::{self, Kernel, Params, WORKGROUP_SIZE};
 use crate::bits::MaskLayout;
 use crate::label::LabelSlice;
-use crate::plan::MaskPlan;
+use crate::labels::plan::MaskPlan;
 
 /// The shader's bindings: `params`, `labels`, `plan`, `mask`.
 pub struct Bindings<'a> {

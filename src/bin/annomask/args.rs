@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use annomask::cellmap::CropOptions;
+use annomask::source::{SourceFormat, SourceOption};
 use annomask::{MaskOptions, MaskPolicy, SparsePolicy};
 use clap::Args;
 
@@ -39,16 +40,24 @@ impl MaskArgs {
             .allow_missing_metadata(self.allow_missing_metadata)
     }
 
-    /// The options given on the command line, by flag.
-    fn given(&self) -> Vec<&'static str> {
+    /// The options given on the command line, with their flags.
+    fn given(&self) -> Vec<(SourceOption, &'static str)> {
         [
-            (self.policy.is_some(), "--policy"),
-            (self.sparse.is_some(), "--sparse"),
-            (self.background.is_some(), "--background"),
-            (self.allow_missing_metadata, "--allow-missing-metadata"),
+            (self.policy.is_some(), SourceOption::Policy, "--policy"),
+            (self.sparse.is_some(), SourceOption::Sparse, "--sparse"),
+            (
+                self.background.is_some(),
+                SourceOption::Background,
+                "--background",
+            ),
+            (
+                self.allow_missing_metadata,
+                SourceOption::AllowMissingMetadata,
+                "--allow-missing-metadata",
+            ),
         ]
         .into_iter()
-        .filter_map(|(given, flag)| given.then_some(flag))
+        .filter_map(|(given, option, flag)| given.then_some((option, flag)))
         .collect()
     }
 }
@@ -71,32 +80,42 @@ impl CropArgs {
     }
 }
 
-/// Fails if an option was given that does not apply to the source at `path`: a label-array
-/// option for a crop group, or `--scale` for a label array; or if the source is a zarr group
-/// that is not a crop group, or its zarr metadata is not valid JSON. Returns whether it is a
-/// crop group.
-pub fn check_source(path: &Path, mask: &MaskArgs, crop: &CropArgs) -> Result<bool, CliError> {
-    let is_crop = annomask::CropGroup::is_crop_group(path);
-    if is_crop {
-        if let Some(flag) = mask.given().first() {
+/// The format of the source at `path` ([`annomask::source::detect`]), after checking that it
+/// can be opened as one (e.g. a zarr group that is no source fails here, naming why) and that
+/// no option was given that its format refuses: a label-array option for a crop group, or
+/// `--scale` for a label array.
+pub fn check_source(
+    path: &Path,
+    mask: &MaskArgs,
+    crop: &CropArgs,
+) -> Result<&'static dyn SourceFormat, CliError> {
+    let node = annomask::node::Node::local(path).map_err(annomask::Error::from)?;
+    let format = annomask::source::detect(&node);
+    format.check(&node)?;
+    let given = mask
+        .given()
+        .into_iter()
+        .map(|(option, flag)| (option, flag.to_string(), String::new()))
+        .chain(
+            crop.scale
+                .iter()
+                .map(|s| (SourceOption::Scale, format!("--scale {s}"), s.clone())),
+        );
+    for (option, flag, value) in given {
+        if let Some(why) = format.refuses(option, &value) {
+            let accepted: Vec<&str> = annomask::source::FORMATS
+                .iter()
+                .filter(|f| f.refuses(option, &value).is_none())
+                .map(|f| f.name())
+                .collect();
             return Err(CliError::Usage(format!(
-                "{}: {flag} applies to label arrays only; this is a CellMap crop group, masked \
-                 where its classes are known (no background, no annotation states)",
-                path.display()
+                "{}: {flag} applies to {}s only; {why}",
+                path.display(),
+                accepted.join("s and ")
             )));
         }
-    } else if let Some(why) = annomask::cellmap::crop::why_not_a_source(path) {
-        // A zarr group without `cellmap` attributes, or metadata that is not valid JSON: say
-        // so, rather than the zarr library's "not a zarr array" about the array it looked for.
-        return Err(CliError::Lib(why.into()));
-    } else if let Some(scale) = &crop.scale {
-        return Err(CliError::Usage(format!(
-            "{}: --scale {scale} applies to CellMap crop groups only; this is not one (for a \
-             level of a multiscale label image, give that level's array itself, e.g. .../{scale})",
-            path.display()
-        )));
     }
-    Ok(is_crop)
+    Ok(format)
 }
 
 /// Starts the global thread pool (the CPU engine's, and chunk decoding's) with `n` threads,

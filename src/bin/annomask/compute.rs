@@ -173,8 +173,8 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
 
 /// How a source is named in the log: its path, and for a crop group the scale read.
 pub fn source_name(input: &Path, mask: &MissingAnnotationsMask) -> String {
-    match mask.scale() {
-        Some(scale) => format!("{} (CellMap crop group, scale {scale})", input.display()),
+    match mask.source().describe() {
+        Some(how) => format!("{} ({how})", input.display()),
         None => input.display().to_string(),
     }
 }

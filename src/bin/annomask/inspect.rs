@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use annomask::cellmap::CropReport;
-use annomask::inspect::Inspection;
-use annomask::{ChannelGroupings, CropGroup, LabelVolume};
+use annomask::ChannelGroupings;
 use clap::Args;
 
 use crate::CliError;
@@ -36,26 +34,9 @@ pub fn run(args: InspectArgs) -> Result<(), CliError> {
         .map(ChannelGroupings::from_file)
         .transpose()?;
     let path = &annomask::store::local_path(&args.labels.to_string_lossy())?;
-    if check_source(path, &args.mask, &args.crop)? {
-        // A crop group: its class table, the plan, warnings. What would stop `compute` (a
-        // scale some class lacks, arrays that disagree) is a warning here.
-        let groupings = groupings.map(|g| g.into_classes(path)).transpose()?;
-        let crop = CropGroup::open(path)?;
-        let report = CropReport::new(&crop, groupings.as_ref(), &args.crop.options());
-        if args.json {
-            say!(
-                "{}",
-                serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
-            );
-        } else {
-            say_raw!("{report}");
-        }
-        return Ok(());
-    }
-    let volume = LabelVolume::open(path)?;
-    volume.check_decodes()?;
-    let groupings = groupings.map(|g| g.into_ids(path)).transpose()?;
-    let report = Inspection::of(&volume, groupings.as_ref(), &args.mask.options())?;
+    let format = check_source(path, &args.mask, &args.crop)?;
+    let node = annomask::node::Node::local(path).map_err(annomask::Error::from)?;
+    let report = format.inspect(&node, groupings, &args.mask.options(), &args.crop.options())?;
     if args.json {
         say!("{}", report.to_json());
     } else {

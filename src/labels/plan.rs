@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::groupings::Groupings;
-use crate::metadata::LabelMetadata;
+use crate::labels::metadata::LabelMetadata;
 use crate::options::{MaskOptions, MaskPolicy};
 
 /// A set of channels as a bitmask of `u32` words (bit `c % 32` of word `c / 32`), the layout the

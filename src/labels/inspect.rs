@@ -3,7 +3,7 @@
 //! warnings — as text for people ([`std::fmt::Display`]) or JSON for machines ([`serde`]).
 //!
 //! ```
-//! use annomask::{inspect::Inspection, synth, LabelVolume, MaskOptions, ZarrFormat};
+//! use annomask::{labels::inspect::Inspection, synth, LabelVolume, MaskOptions, ZarrFormat};
 //! let dir = tempfile::tempdir()?;
 //! let crop = synth::write_demo_crop(dir.path(), 8, ZarrFormat::V3)?;
 //! let volume = LabelVolume::open(&crop)?;
@@ -22,9 +22,9 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::groupings::Groupings;
-use crate::metadata::LabelMetadata;
+use crate::labels::metadata::LabelMetadata;
+use crate::labels::plan::MaskPlan;
 use crate::options::{MaskOptions, MaskPolicy};
-use crate::plan::MaskPlan;
 use crate::volume::LabelVolume;
 
 /// What one metadata entry says.
