@@ -3,7 +3,6 @@
 //! the `verify` mode that recomputes on the CPU and reports the first difference, and the
 //! fallback of a failing GPU (a lost device) to the CPU.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +13,6 @@ use crate::cellmap::{self, CropPlan};
 use crate::cpu;
 use crate::error::{Error, GpuError, Result};
 use crate::gpu::{AdapterPolicy, GpuEngine};
-use crate::groupings::Groupings;
 use crate::label::{LabelArray, LabelDtype, LabelSlice};
 use crate::options::{EngineChoice, MaskOptions};
 use crate::plan::MaskPlan;
@@ -48,18 +46,9 @@ impl Trial {
     /// (else [`Error::VerifyMismatch`]).
     pub fn measure(gpu: &GpuEngine) -> Result<Trial> {
         let shape = [TRIAL_EDGE; 3];
-        let palette: Vec<u64> = (0..40).collect();
-        let labels = crate::synth::uniform_labels(&shape, TRIAL_DTYPE, &palette, 0);
-        let groupings = Groupings::new(
-            (0..TRIAL_CHANNELS as u64)
-                .map(|c| (format!("c{c}"), vec![3 * c + 1, 3 * c + 2, 3 * c + 3])),
-        )
-        .expect("generated names are unique");
-        let plan = MaskPlan::new(
-            &groupings,
-            &BTreeSet::from([4, 11]),
-            &MaskOptions::default(),
-        );
+        let (labels, groupings, missing) =
+            crate::synth::bench_inputs(TRIAL_EDGE, TRIAL_DTYPE, TRIAL_CHANNELS);
+        let plan = MaskPlan::new(&groupings, &missing, &MaskOptions::default());
         let slice = labels.as_slice();
         let n = slice.len();
         let (mut on_cpu, mut on_gpu) =

@@ -36,7 +36,6 @@
 #![warn(missing_docs)]
 
 pub mod batch;
-pub mod bench;
 pub mod bits;
 pub mod blocks;
 pub mod bounded_codecs;
