@@ -47,6 +47,7 @@ pub mod engine;
 pub mod error;
 pub mod feeder;
 pub mod geometry;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod groupings;
 pub mod inspect;

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use annomask::bits::MaskLayout;
-use annomask::engine::{Backend, Engine};
+use annomask::engine::Engine;
 use annomask::error::Result;
 use annomask::label::LabelDtype;
 use annomask::options::{EngineChoice, MaskOptions, MaskPolicy};
@@ -106,6 +105,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let label_bytes = (n * config.dtype.size()) as u64;
     let shape = labels.shape().to_vec();
     let mut notes = Vec::new();
+    #[cfg_attr(not(feature = "gpu"), allow(unused_mut))] // a GPU engine adds its adapter
     let mut machine = format!("{}, {} threads", cpu_model(), rayon::current_num_threads());
 
     let mask_bytes = (n * config.channels) as u64;
@@ -174,7 +174,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
                 engine.compute_packed_into(plan, slice, shape, packed, false)
             })),
         ));
-        if let Backend::Gpu(gpu) = engine.backend() {
+        // The GPU's own rows: its kernel alone, and its transfers alone.
+        #[cfg(feature = "gpu")]
+        if let annomask::engine::Backend::Gpu(gpu) = engine.backend() {
+            use annomask::bits::MaskLayout;
             machine.push_str(&format!("; GPU {}", gpu.context().describe()));
             for (layout, label, bytes) in [
                 (MaskLayout::Bytes, "gpu kernel", mask_bytes),
