@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use annomask::bench::{bench_inputs, parallel_copy};
 use annomask::bits::{MaskLayout, packed_len};
 use annomask::gpu::GpuEngine;
+use annomask::synth::{bench_inputs, parallel_copy};
 use annomask::{LabelDtype, MaskOptions, MaskPlan, MaskPolicy, cpu};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

@@ -3,113 +3,22 @@
 //! the `verify` mode that recomputes on the CPU and reports the first difference, and the
 //! fallback of a failing GPU (a lost device) to the CPU.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Instant;
-
 use ndarray::{ArrayD, IxDyn};
 
 use crate::bits::MaskLayout;
 use crate::cellmap::{self, CropPlan};
 use crate::cpu;
 use crate::error::{Error, GpuError, Result};
-use crate::gpu::{AdapterPolicy, GpuEngine};
-use crate::groupings::Groupings;
-use crate::label::{LabelArray, LabelDtype, LabelSlice};
+use crate::label::{LabelArray, LabelSlice};
 use crate::labels::plan::MaskPlan;
-use crate::options::{EngineChoice, MaskOptions};
 
-/// Edge of the cubic trial block that `auto` times on each engine (64^3 voxels: the size of a
-/// typical zarr chunk, which is what `compute` hands an engine at a time).
-pub const TRIAL_EDGE: usize = 64;
-/// Channels of the trial block.
-pub const TRIAL_CHANNELS: usize = 8;
-/// Label dtype of the trial block (EM label volumes are mostly `uint64`).
-pub const TRIAL_DTYPE: LabelDtype = LabelDtype::U64;
-/// Timed runs per engine (after one untimed warm-up run); the best is kept.
-pub const TRIAL_RUNS: usize = 5;
-
-/// What `auto` measured: the best end-to-end seconds of the trial block on each engine (host
-/// labels in, host mask out: upload, compute and readback on the GPU).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Trial {
-    /// Best seconds on the CPU engine (all its threads).
-    pub cpu_seconds: f64,
-    /// Best seconds on the GPU engine.
-    pub gpu_seconds: f64,
-    /// Voxels of the trial block.
-    pub voxels: usize,
-}
-
-impl Trial {
-    /// Times the trial block ([`TRIAL_EDGE`]^3 [`TRIAL_DTYPE`] labels, [`TRIAL_CHANNELS`]
-    /// channels, the benchmark's labels and groupings) on the CPU engine and on `gpu`, one
-    /// warm-up run each, then [`TRIAL_RUNS`] interleaved timed runs. The two masks must be equal
-    /// (else [`Error::VerifyMismatch`]).
-    pub fn measure(gpu: &GpuEngine) -> Result<Trial> {
-        let shape = [TRIAL_EDGE; 3];
-        let palette: Vec<u64> = (0..40).collect();
-        let labels = crate::synth::uniform_labels(&shape, TRIAL_DTYPE, &palette, 0);
-        let groupings = Groupings::new(
-            (0..TRIAL_CHANNELS as u64)
-                .map(|c| (format!("c{c}"), vec![3 * c + 1, 3 * c + 2, 3 * c + 3])),
-        )
-        .expect("generated names are unique");
-        let plan = MaskPlan::new(
-            &groupings,
-            &BTreeSet::from([4, 11]),
-            &MaskOptions::default(),
-        );
-        let slice = labels.as_slice();
-        let n = slice.len();
-        let (mut on_cpu, mut on_gpu) =
-            (vec![0u8; n * TRIAL_CHANNELS], vec![0u8; n * TRIAL_CHANNELS]);
-        let cpu_run = |out: &mut [u8]| {
-            let t = Instant::now();
-            cpu::compute_into_tuned(
-                &plan,
-                slice,
-                out,
-                MaskLayout::Bytes,
-                cpu::Tuning::auto(out.len()),
-            );
-            t.elapsed().as_secs_f64()
-        };
-        let gpu_run = |out: &mut [u8]| -> Result<f64> {
-            let t = Instant::now();
-            gpu.compute_into(&plan, slice, out)?;
-            Ok(t.elapsed().as_secs_f64())
-        };
-        cpu_run(&mut on_cpu);
-        gpu_run(&mut on_gpu)?;
-        check_equal("gpu", &shape, MaskLayout::Bytes, &on_gpu, &on_cpu)?;
-        let (mut cpu_seconds, mut gpu_seconds) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..TRIAL_RUNS {
-            cpu_seconds = cpu_seconds.min(cpu_run(&mut on_cpu));
-            gpu_seconds = gpu_seconds.min(gpu_run(&mut on_gpu)?);
-        }
-        Ok(Trial {
-            cpu_seconds,
-            gpu_seconds,
-            voxels: n,
-        })
-    }
-
-    /// Whether the GPU beat the CPU (`auto` keeps the CPU on a tie: it has no device to lose).
-    pub fn gpu_wins(&self) -> bool {
-        self.gpu_seconds < self.cpu_seconds
-    }
-
-    /// "on a 64^3 uint64 x 8-channel block, end to end: gpu 1.234 ms, cpu 0.456 ms".
-    pub fn describe(&self) -> String {
-        format!(
-            "on a {TRIAL_EDGE}^3 {TRIAL_DTYPE} x {TRIAL_CHANNELS}-channel block, end to end \
-             (labels in host memory, mask back in host memory): gpu {:.3} ms, cpu {:.3} ms",
-            self.gpu_seconds * 1e3,
-            self.cpu_seconds * 1e3
-        )
-    }
-}
+// The GPU side (`src/engine/gpu.rs`): the trial block of `auto`, `Engine::gpu`, `Engine::select`
+// and the fallback of a failing GPU engine. Without the `gpu` feature, `Engine::select` is the
+// one below and every block is computed on the CPU.
+#[cfg(feature = "gpu")]
+mod gpu;
+#[cfg(feature = "gpu")]
+pub use gpu::{TRIAL_CHANNELS, TRIAL_DTYPE, TRIAL_EDGE, TRIAL_RUNS, Trial};
 
 /// What computes: the CPU, or a GPU engine (shared, so one device serves many masks).
 #[derive(Clone, Debug)]
@@ -117,7 +26,8 @@ pub enum Backend {
     /// The CPU engine.
     Cpu,
     /// The GPU engine.
-    Gpu(Arc<GpuEngine>),
+    #[cfg(feature = "gpu")]
+    Gpu(std::sync::Arc<crate::gpu::GpuEngine>),
 }
 
 /// A resolved engine, ready to compute, with a note on how it was chosen.
@@ -136,71 +46,6 @@ impl Engine {
         }
     }
 
-    /// A GPU engine.
-    pub fn gpu(engine: Arc<GpuEngine>) -> Engine {
-        Engine {
-            backend: Backend::Gpu(engine),
-            note: None,
-        }
-    }
-
-    /// Resolves a choice. `Gpu` takes the best adapter, software ones (lavapipe) included, and
-    /// fails with [`crate::GpuError::NoAdapter`] if there is none. `Auto` takes the CPU unless
-    /// a hardware adapter is found and measures faster end to end on a trial block
-    /// ([`Trial::measure`]): for jobs whose labels and masks live in host memory (`compute`,
-    /// `get`), the transfers decide, and a CPU engine running at memory speed usually wins. A
-    /// software adapter runs on the same cores as the CPU engine, only slower, so `auto` does
-    /// not try it. The reason is kept in [`Engine::describe`].
-    pub fn select(choice: EngineChoice) -> Result<Engine> {
-        match choice {
-            EngineChoice::Cpu => Ok(Engine::cpu()),
-            EngineChoice::Gpu => Ok(Engine::gpu(Arc::new(GpuEngine::new()?))),
-            EngineChoice::Auto => Ok(Engine::select_auto(AdapterPolicy::HardwareOnly)),
-        }
-    }
-
-    /// `auto` among the adapters `policy` allows: [`Engine::select`] uses
-    /// [`AdapterPolicy::HardwareOnly`]; the tests use [`AdapterPolicy::AnyAdapter`] to run the
-    /// trial on a software adapter.
-    #[doc(hidden)]
-    pub fn select_auto(policy: AdapterPolicy) -> Engine {
-        let cpu = |note: String| Engine {
-            note: Some(note),
-            ..Engine::cpu()
-        };
-        let gpu = match GpuEngine::with_policy(policy) {
-            Ok(gpu) => gpu,
-            Err(e) => {
-                let why = match e {
-                    GpuError::NoAdapter { message } if message.starts_with("only software") => {
-                        format!("{message}; --engine gpu runs on them")
-                    }
-                    GpuError::NoAdapter { message } => message,
-                    other => other.to_string(),
-                };
-                return cpu(format!("auto: no hardware GPU ({why})"));
-            }
-        };
-        let adapter = gpu.context().describe();
-        match Trial::measure(&gpu) {
-            Ok(trial) if trial.gpu_wins() => Engine {
-                note: Some(format!(
-                    "auto: the GPU measured faster than the cpu ({} threads) {}",
-                    rayon::current_num_threads(),
-                    trial.describe()
-                )),
-                ..Engine::gpu(Arc::new(gpu))
-            },
-            Ok(trial) => cpu(format!(
-                "auto: the cpu measured faster than the GPU {adapter} {}; --engine gpu forces it",
-                trial.describe()
-            )),
-            Err(e) => cpu(format!(
-                "auto: the GPU {adapter} failed its trial block ({e})"
-            )),
-        }
-    }
-
     /// The backend.
     pub fn backend(&self) -> &Backend {
         &self.backend
@@ -210,6 +55,7 @@ impl Engine {
     pub fn name(&self) -> &'static str {
         match self.backend {
             Backend::Cpu => "cpu",
+            #[cfg(feature = "gpu")]
             Backend::Gpu(_) => "gpu",
         }
     }
@@ -218,6 +64,7 @@ impl Engine {
     pub fn describe(&self) -> String {
         let mut what = match &self.backend {
             Backend::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => format!("gpu: {}", g.context().describe()),
         };
         if let Some(note) = &self.note {
@@ -237,6 +84,7 @@ impl Engine {
     pub fn gpu_failure(&self) -> Option<&GpuError> {
         match &self.backend {
             Backend::Cpu => None,
+            #[cfg(feature = "gpu")]
             Backend::Gpu(g) => g.failure(),
         }
     }
@@ -283,7 +131,10 @@ impl Engine {
         targets: &mut [u8],
         verify: bool,
     ) -> Result<()> {
+        #[cfg(feature = "gpu")]
         let on_gpu = self.try_gpu(|g| g.compute_fused_into(plan, labels, mask, targets));
+        #[cfg(not(feature = "gpu"))]
+        let on_gpu = false;
         if !on_gpu {
             cpu::compute_fused_into(plan, labels, mask, targets);
         }
@@ -311,7 +162,10 @@ impl Engine {
         let cpu_into = |out: &mut [u8]| {
             cpu::compute_into_tuned(plan, labels, out, layout, cpu::Tuning::auto(out.len()))
         };
+        #[cfg(feature = "gpu")]
         let on_gpu = self.try_gpu(|g| g.compute_layout_into(plan, labels, out, layout));
+        #[cfg(not(feature = "gpu"))]
+        let on_gpu = false;
         if !on_gpu {
             cpu_into(out);
         }
@@ -337,8 +191,11 @@ impl Engine {
         mut targets: Option<&mut [u8]>,
         verify: bool,
     ) -> Result<()> {
+        #[cfg(feature = "gpu")]
         let on_gpu =
             self.try_gpu(|g| g.compute_crop_into(plan, classes, mask, targets.as_deref_mut()));
+        #[cfg(not(feature = "gpu"))]
+        let on_gpu = false;
         if !on_gpu {
             cellmap::cpu::compute_into(plan, classes, mask, targets.as_deref_mut());
         }
@@ -360,36 +217,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs `compute` on the GPU engine, unless this is the CPU engine or the GPU engine was
-    /// given up; returns whether it computed (false: the caller computes on the CPU). A
-    /// failure gives the GPU engine up for good ([`GpuEngine::give_up`]), with one warning on
-    /// standard error, the first time.
-    fn try_gpu(
-        &self,
-        compute: impl FnOnce(&GpuEngine) -> std::result::Result<(), GpuError>,
-    ) -> bool {
-        let Backend::Gpu(g) = &self.backend else {
-            return false;
-        };
-        if g.failure().is_some() {
-            return false;
-        }
-        match compute(g) {
-            Ok(()) => true,
-            Err(e) => {
-                let warning = format!(
-                    "warning: the GPU engine ({}) failed: {e}; this block and all later ones \
-                     are computed by the cpu engine instead (same results)",
-                    g.context().describe()
-                );
-                if g.give_up(e) {
-                    eprintln!("{warning}");
-                }
-                false
-            }
-        }
-    }
-
     /// The mask of `labels`: shape `(channels, *labels.shape())`.
     pub fn compute(
         &self,
@@ -402,6 +229,24 @@ impl Engine {
         let mut out = vec![0u8; shape.iter().product()];
         self.compute_into(plan, labels.as_slice(), labels.shape(), &mut out, verify)?;
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the buffer"))
+    }
+}
+
+/// Without the `gpu` feature there is no GPU engine.
+#[cfg(not(feature = "gpu"))]
+impl Engine {
+    /// Resolves a choice in a build without the `gpu` feature: `Cpu` and `Auto` take the CPU
+    /// (`auto` says why in [`Engine::describe`]), `Gpu` fails with [`GpuError::NotBuilt`].
+    pub fn select(choice: crate::options::EngineChoice) -> Result<Engine> {
+        use crate::options::EngineChoice;
+        match choice {
+            EngineChoice::Cpu => Ok(Engine::cpu()),
+            EngineChoice::Gpu => Err(GpuError::NotBuilt.into()),
+            EngineChoice::Auto => Ok(Engine {
+                note: Some(format!("auto: no GPU engine ({})", GpuError::NotBuilt)),
+                ..Engine::cpu()
+            }),
+        }
     }
 }
 
@@ -465,5 +310,26 @@ mod tests {
             msg.contains("channel 1, voxel [1, 4]: gpu gave 1, cpu gave 0"),
             "{msg}"
         );
+    }
+
+    /// Without the `gpu` feature: `gpu` is a typed error that says so, `auto` is the CPU.
+    #[cfg(not(feature = "gpu"))]
+    #[test]
+    fn without_the_gpu_feature_gpu_fails_and_auto_is_the_cpu() {
+        use crate::options::EngineChoice;
+        let err = Engine::select(EngineChoice::Gpu).unwrap_err();
+        assert!(matches!(err, Error::Gpu(GpuError::NotBuilt)), "{err:?}");
+        assert!(
+            err.to_string().contains("without the `gpu` feature"),
+            "{err}"
+        );
+        let auto = Engine::select(EngineChoice::Auto).unwrap();
+        assert_eq!(auto.name(), "cpu");
+        assert!(
+            auto.describe().contains("`gpu` feature"),
+            "{}",
+            auto.describe()
+        );
+        assert!(auto.gpu_failure().is_none());
     }
 }

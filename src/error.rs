@@ -448,6 +448,11 @@ pub enum GpuError {
         /// What wgpu said.
         message: String,
     },
+    /// This build has no GPU engine: annomask was compiled without its `gpu` feature.
+    #[error(
+        "annomask was built without the `gpu` feature: use the cpu engine, or rebuild with the `gpu` feature"
+    )]
+    NotBuilt,
 }
 
 /// Every error of annomask.

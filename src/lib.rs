@@ -36,7 +36,6 @@
 #![warn(missing_docs)]
 
 pub mod batch;
-pub mod bench;
 pub mod bits;
 pub mod blocks;
 pub mod bounded_codecs;
@@ -48,6 +47,7 @@ pub mod engine;
 pub mod error;
 pub mod feeder;
 pub mod geometry;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod groupings;
 pub mod label;

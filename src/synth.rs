@@ -5,6 +5,7 @@
 //! cube takes an id from a palette (background included), and about one voxel in 16 takes a
 //! random id of its own, so every id occurs next to every other.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -103,6 +104,35 @@ pub fn uniform_labels(
         .map(|i| palette[(splitmix64(seed ^ splitmix64(i)) % palette.len() as u64) as usize])
         .collect();
     LabelArray::from_ids(dtype, shape, ids).expect("palette ids fit the dtype")
+}
+
+/// Labels, groupings and missing ids of the kernel benchmark (`annomask bench`, `benches/mask.rs`,
+/// `reference_mask.py bench`) and of the `auto` engine's trial block: `size`³ labels uniform in
+/// `0..40` (seed 0), `channels` channels where channel `c` groups ids `3c+1, 3c+2, 3c+3`, and ids
+/// 4 and 11 missing.
+pub fn bench_inputs(
+    size: usize,
+    dtype: LabelDtype,
+    channels: usize,
+) -> (LabelArray, Groupings, BTreeSet<u64>) {
+    let palette: Vec<u64> = (0..40).collect();
+    let labels = uniform_labels(&[size; 3], dtype, &palette, 0);
+    let groupings = Groupings::new((0..channels).map(|c| {
+        let c = c as u64;
+        (format!("c{c}"), vec![3 * c + 1, 3 * c + 2, 3 * c + 3])
+    }))
+    .expect("generated names are unique");
+    (labels, groupings, BTreeSet::from([4, 11]))
+}
+
+/// The benchmarks' memcpy ceiling: a parallel copy (all rayon threads, 1 MiB pieces) of `src`
+/// into `dst`. Not part of the API; `annomask bench` and `benches/mask.rs` share it.
+#[doc(hidden)]
+pub fn parallel_copy(dst: &mut [u8], src: &[u8]) {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(1 << 20)
+        .zip(src.par_chunks(1 << 20))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 /// A synthetic label array written chunk by chunk, never whole in memory: what

@@ -94,7 +94,7 @@ fn a_failed_gpu_engine_keeps_computing_on_the_cpu() {
     let gpu = Arc::new(gpu.with_max_block_voxels(64));
     let engine = Engine::gpu(gpu.clone());
     let (labels, groupings, missing) =
-        annomask::bench::bench_inputs(12, annomask::LabelDtype::U32, 3);
+        annomask::synth::bench_inputs(12, annomask::LabelDtype::U32, 3);
     let plan = annomask::MaskPlan::new(&groupings, &missing, &MaskOptions::default());
     let want = Engine::cpu().compute(&plan, &labels, false).unwrap();
     assert_eq!(engine.compute(&plan, &labels, true).unwrap(), want);

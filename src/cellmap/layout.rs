@@ -28,7 +28,7 @@ pub const HAS_UNKNOWN: u32 = 16;
 /// The `Params` uniform of `shaders/cellmap.wgsl`, field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct Params {
+pub(crate) struct Params {
     /// Real voxels in the block.
     pub voxels: u32,
     /// `ceil(voxels / 4)`: quads, and the stride of one channel in output words.
@@ -48,13 +48,13 @@ pub struct Params {
 }
 
 /// `u32` words per quad (4 values) of a class of `dtype`: its size in bytes.
-pub fn quad_words(dtype: LabelDtype) -> usize {
+pub(crate) fn quad_words(dtype: LabelDtype) -> usize {
     dtype.size()
 }
 
 /// Word offsets per quad of each class in the `values` buffer: class `k` starts at word
 /// `quads * prefix[k]`. The last entry is the total words per quad.
-pub fn prefixes(dtypes: &[LabelDtype]) -> Vec<usize> {
+pub(crate) fn prefixes(dtypes: &[LabelDtype]) -> Vec<usize> {
     let mut out = Vec::with_capacity(dtypes.len() + 1);
     let mut sum = 0;
     out.push(0);
@@ -70,7 +70,7 @@ pub fn prefixes(dtypes: &[LabelDtype]) -> Vec<usize> {
 ///
 /// # Panics
 /// If `dtypes.len() != plan.classes().len()`.
-pub fn plan_words(plan: &CropPlan, dtypes: &[LabelDtype]) -> Vec<u32> {
+pub(crate) fn plan_words(plan: &CropPlan, dtypes: &[LabelDtype]) -> Vec<u32> {
     assert_eq!(dtypes.len(), plan.classes().len(), "one dtype per class");
     let w = plan.words_per_set();
     let mut zeroed = ChannelSet::new(plan.num_channels());
@@ -100,7 +100,7 @@ pub fn plan_words(plan: &CropPlan, dtypes: &[LabelDtype]) -> Vec<u32> {
 }
 
 /// The uniform for a block of `voxels` voxels.
-pub fn params(plan: &CropPlan, voxels: usize, targets: bool) -> Params {
+pub(crate) fn params(plan: &CropPlan, voxels: usize, targets: bool) -> Params {
     let q = quads(voxels);
     let (x, _) = grid(q);
     Params {
@@ -116,13 +116,13 @@ pub fn params(plan: &CropPlan, voxels: usize, targets: bool) -> Params {
 }
 
 /// Bytes of the `out` buffer for a block of `quads` quads.
-pub fn out_bytes(plan: &CropPlan, quads: usize, targets: bool) -> u64 {
+pub(crate) fn out_bytes(plan: &CropPlan, quads: usize, targets: bool) -> u64 {
     (4 * quads * plan.num_channels() * (1 + targets as usize)) as u64
 }
 
 /// Voxels per block: at most `cap`, and few enough that the `values` and `out` bindings stay
 /// within `max_binding` bytes. A multiple of 4, at least 4.
-pub fn block_voxels(
+pub(crate) fn block_voxels(
     max_binding: u64,
     cap: usize,
     plan: &CropPlan,

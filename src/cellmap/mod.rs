@@ -16,19 +16,24 @@
 //! | [`crop`] | [`CropGroup`]: opening a crop, its classes and their arrays at a scale |
 //! | [`plan`] | [`CropPlan`]: the one description both engines execute |
 //! | [`cpu`] | the CPU engine |
-//! | [`layout`], [`twin`], [`gpu`] | the GPU kernel `shaders/cellmap.wgsl`: host layout, CPU twin, host code |
+//! | `gpu`, `layout`, `twin` | the GPU kernel `shaders/cellmap.wgsl`: host code, host layout and CPU twin (the last two for the tests only); with the `gpu` feature |
 //! | [`report`] | the `inspect` report: class table, plan, warnings |
 //! | [`synth`] | writing synthetic crops (tests, demo, docs) |
 
 pub mod attrs;
 pub mod cpu;
 pub mod crop;
+#[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "gpu")]
+#[doc(hidden)]
 pub mod layout;
 pub mod plan;
 pub mod report;
 pub mod source;
 pub mod synth;
+#[cfg(feature = "gpu")]
+#[doc(hidden)]
 pub mod twin;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};

@@ -13,7 +13,7 @@ use crate::gpu::twin::{at, extract_bits};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The shader's bindings: `params`, `values`, `plan`, `out`.
-pub struct Bindings<'a> {
+pub(crate) struct Bindings<'a> {
     /// `@binding(0)`
     pub params: &'a Params,
     /// `@binding(1)`
@@ -82,7 +82,7 @@ fn has_channel(b: &Bindings, base: u32, c: u32) -> bool {
 }
 
 /// `fn main(gid)`: one invocation.
-pub fn main(b: &mut Bindings, gid: [u32; 3]) {
+pub(crate) fn main(b: &mut Bindings, gid: [u32; 3]) {
     let p = *b.params;
     let q = gid[1] * p.row_quads + gid[0];
     if q >= p.quads {
@@ -132,7 +132,7 @@ pub fn main(b: &mut Bindings, gid: [u32; 3]) {
 }
 
 /// Runs every invocation of a dispatch of `grid` workgroups.
-pub fn dispatch(b: &mut Bindings, grid: (u32, u32)) {
+pub(crate) fn dispatch(b: &mut Bindings, grid: (u32, u32)) {
     for y in 0..grid.1 {
         for x in 0..grid.0 * WORKGROUP_SIZE {
             main(b, [x, y, 0]);
@@ -141,7 +141,7 @@ pub fn dispatch(b: &mut Bindings, grid: (u32, u32)) {
 }
 
 /// The `values` buffer of one block: each class's upload at word `quads * prefix[k]`.
-pub fn values_words(classes: &[LabelSlice<'_>], quads: usize) -> Vec<u32> {
+pub(crate) fn values_words(classes: &[LabelSlice<'_>], quads: usize) -> Vec<u32> {
     let dtypes: Vec<LabelDtype> = classes.iter().map(LabelSlice::dtype).collect();
     let prefix = layout::prefixes(&dtypes);
     let mut words = vec![0u32; quads * prefix[classes.len()]];

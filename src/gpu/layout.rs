@@ -12,12 +12,12 @@ use crate::labels::plan::MaskPlan;
 pub const WORKGROUP_SIZE: u32 = 256;
 
 /// The most workgroups a dispatch may have along one dimension (WebGPU's limit).
-pub const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65535;
+pub(crate) const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65535;
 
 /// The `Params` uniform of `shaders/mask.wgsl`, field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct Params {
+pub(crate) struct Params {
     /// Real voxels in the block.
     pub voxels: u32,
     /// `ceil(voxels / 4)`: quads, and the stride of one channel in output words.
@@ -49,7 +49,7 @@ pub fn label_constants(dtype: LabelDtype) -> (u32, bool) {
 
 /// What one dispatch of `mask.wgsl` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
+pub(crate) enum Kernel {
     /// The mask, one byte or one bit per voxel (`main`, `main_packed`).
     Mask(MaskLayout),
     /// The mask and the targets, one byte per voxel each (`main_fused`).
@@ -91,7 +91,7 @@ impl From<MaskLayout> for Kernel {
 
 /// The plan buffer: zeroed set, sorted table ids as (low, high), table channel sets; then the
 /// any-foreground set, target ids and target channel sets (read by `main_fused` only).
-pub fn plan_words(plan: &MaskPlan) -> Vec<u32> {
+pub(crate) fn plan_words(plan: &MaskPlan) -> Vec<u32> {
     let w = plan.words_per_set();
     let table = plan.voxel_table();
     let mut zeroed = crate::labels::plan::ChannelSet::new(plan.num_channels());
@@ -117,17 +117,17 @@ pub fn plan_words(plan: &MaskPlan) -> Vec<u32> {
 }
 
 /// A 64-bit id as (low, high) words.
-pub fn split(id: u64) -> [u32; 2] {
+pub(crate) fn split(id: u64) -> [u32; 2] {
     [id as u32, (id >> 32) as u32]
 }
 
 /// Number of quads of a block of `voxels`.
-pub fn quads(voxels: usize) -> usize {
+pub(crate) fn quads(voxels: usize) -> usize {
     voxels.div_ceil(4)
 }
 
 /// The dispatch grid `(x, y)` in workgroups for `invocations` invocations: x at most 65535.
-pub fn grid(invocations: usize) -> (u32, u32) {
+pub(crate) fn grid(invocations: usize) -> (u32, u32) {
     let groups = invocations.div_ceil(WORKGROUP_SIZE as usize).max(1);
     let x = groups.min(MAX_WORKGROUPS_PER_DIMENSION as usize);
     (x as u32, groups.div_ceil(x) as u32)
@@ -135,7 +135,7 @@ pub fn grid(invocations: usize) -> (u32, u32) {
 
 /// Output words per channel of a block of `voxels`: one per quad (bytes) or per 32 voxels
 /// (bits). Also the number of invocations of the dispatch.
-pub fn stride(voxels: usize, layout: MaskLayout) -> usize {
+pub(crate) fn stride(voxels: usize, layout: MaskLayout) -> usize {
     match layout {
         MaskLayout::Bytes => quads(voxels),
         MaskLayout::Bits => voxels.div_ceil(32),
@@ -144,7 +144,7 @@ pub fn stride(voxels: usize, layout: MaskLayout) -> usize {
 
 /// Bytes of labels the kernel may read for a block of `voxels` (whole invocations: quads for
 /// bytes, 32 voxels for bits). The buffer must hold this many bytes.
-pub fn label_bytes(voxels: usize, dtype: LabelDtype, layout: MaskLayout) -> usize {
+pub(crate) fn label_bytes(voxels: usize, dtype: LabelDtype, layout: MaskLayout) -> usize {
     let whole = match layout {
         MaskLayout::Bytes => 4 * quads(voxels),
         MaskLayout::Bits => 32 * stride(voxels, layout),
@@ -153,7 +153,7 @@ pub fn label_bytes(voxels: usize, dtype: LabelDtype, layout: MaskLayout) -> usiz
 }
 
 /// The uniform for a block of `voxels` voxels.
-pub fn params(plan: &MaskPlan, voxels: usize, kernel: Kernel) -> Params {
+pub(crate) fn params(plan: &MaskPlan, voxels: usize, kernel: Kernel) -> Params {
     let invocations = stride(voxels, kernel.layout());
     let (x, _) = grid(invocations);
     Params {
@@ -170,17 +170,12 @@ pub fn params(plan: &MaskPlan, voxels: usize, kernel: Kernel) -> Params {
     }
 }
 
-/// Bytes of one quad of labels of `dtype`.
-pub fn quad_bytes(dtype: LabelDtype) -> usize {
-    4 * dtype.size()
-}
-
 /// Every block but the last is a multiple of this many voxels: whole quads, whole packed words.
-pub const BLOCK_QUANTUM: usize = 32;
+pub(crate) const BLOCK_QUANTUM: usize = 32;
 
 /// The blocks `(start, voxels)` that cover `n` voxels, each at most `max_voxels` (rounded
 /// down to a multiple of [`BLOCK_QUANTUM`], at least one quantum).
-pub fn blocks(n: usize, max_voxels: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(crate) fn blocks(n: usize, max_voxels: usize) -> impl Iterator<Item = (usize, usize)> {
     let step = (max_voxels / BLOCK_QUANTUM * BLOCK_QUANTUM).max(BLOCK_QUANTUM);
     (0..n)
         .step_by(step)
@@ -189,7 +184,7 @@ pub fn blocks(n: usize, max_voxels: usize) -> impl Iterator<Item = (usize, usize
 
 /// The bytes of `labels` to upload for a block, split into a prefix whose length is a multiple
 /// of 4 and, when the block's bytes do not end on a word, a zero-padded last word.
-pub fn label_upload<'a>(labels: &LabelSlice<'a>) -> (&'a [u8], Option<[u8; 4]>) {
+pub(crate) fn label_upload<'a>(labels: &LabelSlice<'a>) -> (&'a [u8], Option<[u8; 4]>) {
     let bytes = labels.as_bytes();
     let whole = bytes.len() / 4 * 4;
     let tail = (whole < bytes.len()).then(|| {
@@ -202,7 +197,7 @@ pub fn label_upload<'a>(labels: &LabelSlice<'a>) -> (&'a [u8], Option<[u8; 4]>) 
 
 /// Copies a block's mask (channel-major, each channel `4 * stride` bytes) into the whole
 /// channel-major output of `n` voxels per channel, at voxel `start` (a multiple of 8).
-pub fn scatter(
+pub(crate) fn scatter(
     out: &mut [u8],
     n: usize,
     start: usize,

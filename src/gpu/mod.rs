@@ -19,14 +19,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod buffers;
+pub(crate) mod buffers;
 pub mod context;
 pub mod device;
+#[doc(hidden)]
 pub mod layout;
 pub mod pipeline;
 pub(crate) mod pipelined;
 pub mod quiet;
 pub mod timing;
+#[doc(hidden)]
 pub mod twin;
 
 use std::sync::{Mutex, OnceLock};

@@ -13,7 +13,7 @@ use crate::label::LabelDtype;
 pub const MASK_WGSL: &str = include_str!("../../shaders/mask.wgsl");
 
 /// The mask kernel's pipelines.
-pub struct MaskPipelines {
+pub(crate) struct MaskPipelines {
     module: wgpu::ShaderModule,
     /// Bindings: params (uniform), labels, plan (read-only storage), mask (storage).
     pub bind_group_layout: wgpu::BindGroupLayout,

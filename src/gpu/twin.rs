@@ -9,7 +9,7 @@ use crate::label::LabelSlice;
 use crate::labels::plan::MaskPlan;
 
 /// The shader's bindings: `params`, `labels`, `plan`, `mask`.
-pub struct Bindings<'a> {
+pub(crate) struct Bindings<'a> {
     /// `@binding(0)`
     pub params: &'a Params,
     /// `@binding(1)`
@@ -22,7 +22,7 @@ pub struct Bindings<'a> {
 
 /// The pipeline constants.
 #[derive(Clone, Copy, Debug)]
-pub struct Constants {
+pub(crate) struct Constants {
     /// `LABEL_BITS`
     pub label_bits: u32,
     /// `SIGNED`
@@ -121,7 +121,7 @@ fn knocked_out(b: &Bindings, hit: u32, c: u32) -> bool {
 }
 
 /// `fn main(gid)`: one invocation, 4 voxels, one byte each.
-pub fn main(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
+pub(crate) fn main(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
     let q = gid[1] * b.params.row_width + gid[0];
     if q >= b.params.stride {
         return;
@@ -144,7 +144,7 @@ pub fn main(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
 }
 
 /// `fn main_packed(gid)`: one invocation, 32 voxels, one bit each.
-pub fn main_packed(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
+pub(crate) fn main_packed(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
     let w = gid[1] * b.params.row_width + gid[0];
     if w >= b.params.stride {
         return;
@@ -181,7 +181,7 @@ fn targets_base(b: &Bindings) -> u32 {
 }
 
 /// `fn main_fused(gid)`: one invocation, 4 voxels, their mask and target bytes.
-pub fn main_fused(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
+pub(crate) fn main_fused(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
     let q = gid[1] * b.params.row_width + gid[0];
     if q >= b.params.stride {
         return;
@@ -222,7 +222,7 @@ pub fn main_fused(consts: &Constants, b: &mut Bindings, gid: [u32; 3]) {
 }
 
 /// Runs every invocation of a dispatch of `grid` workgroups of `kernel`'s entry point.
-pub fn dispatch(consts: &Constants, b: &mut Bindings, kernel: Kernel, grid: (u32, u32)) {
+pub(crate) fn dispatch(consts: &Constants, b: &mut Bindings, kernel: Kernel, grid: (u32, u32)) {
     let entry = match kernel {
         Kernel::Mask(MaskLayout::Bytes) => main,
         Kernel::Mask(MaskLayout::Bits) => main_packed,

@@ -133,7 +133,7 @@ pub fn run(args: GpuInfoArgs) -> Result<(), CliError> {
     let report = json!({
         "annomask": env!("CARGO_PKG_VERSION"),
         "cpu": {
-            "model": annomask::bench::cpu_model(),
+            "model": crate::bench::cpu_model(),
             "threads": rayon::current_num_threads(),
         },
         "environment": environment,

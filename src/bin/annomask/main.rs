@@ -1,4 +1,6 @@
-//! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`, `gpu-info`.
+//! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`, `gpu-info`. Built with
+//! the `cli` feature; `gpu-info` also needs the `gpu` feature (without it, `--engine gpu` fails
+//! and `auto` is the CPU).
 
 /// `println!` that ignores a closed stdout (`annomask inspect ... | head` must not panic).
 macro_rules! say {
@@ -20,6 +22,7 @@ mod args;
 mod bench;
 mod compute;
 mod demo;
+#[cfg(feature = "gpu")]
 mod gpu_info;
 mod inspect;
 mod progress;
@@ -51,6 +54,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show the GPU adapters found, the one --engine gpu selects (driver, limits), and what
     /// --engine auto picks and why.
+    #[cfg(feature = "gpu")]
     GpuInfo(gpu_info::GpuInfoArgs),
 }
 
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "gpu")]
         Command::GpuInfo(args) => gpu_info::run(args),
     };
     match result {

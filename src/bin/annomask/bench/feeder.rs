@@ -14,20 +14,20 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use annomask::engine::Engine;
+use annomask::error::Result;
+use annomask::feeder::{Feeder, FeederConfig, RoiSampler};
+use annomask::mask::MissingAnnotationsMask;
+use annomask::options::{EngineChoice, MaskOptions};
+use annomask::synth;
+use annomask::volume::ZarrFormat;
 use serde_json::{Value, json};
 
 use super::cpu_model;
 use super::pipeline::{PipelineRow, pipeline_groupings, run_script, storage};
-use crate::engine::Engine;
-use crate::error::Result;
-use crate::feeder::{Feeder, FeederConfig, RoiSampler};
-use crate::mask::MissingAnnotationsMask;
-use crate::options::{EngineChoice, MaskOptions};
-use crate::synth;
-use crate::volume::ZarrFormat;
 
 /// The Python feeder, written next to the crop and run by the reference's Python.
-pub const PYTHON_FEEDER: &str = include_str!("../../scripts/python_feeder.py");
+pub const PYTHON_FEEDER: &str = include_str!("../../../../scripts/python_feeder.py");
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -46,20 +46,6 @@ pub struct FeederBenchConfig {
     pub repeat: usize,
     /// Python interpreter and `reference_mask.py`; `None` skips the numpy feeder.
     pub reference: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
-
-impl Default for FeederBenchConfig {
-    fn default() -> Self {
-        Self {
-            size: 256,
-            roi: 128,
-            channels: 8,
-            batches: 16,
-            engine: EngineChoice::Auto,
-            repeat: 3,
-            reference: super::find_reference(),
-        }
-    }
 }
 
 /// The result of a run.

@@ -1,34 +1,26 @@
 //! Throughput of the engines on a synthetic volume, in one run, against the ceilings that matter:
 //! a `memcpy` of the same bytes (labels read once + mask written once, all cores) and, where
 //! Python with numpy is available, the numpy reference (`reference_mask.py bench`: DaCapo's
-//! released code and the best vectorised numpy). Used by `annomask bench` and documented in
-//! the README (`annomask bench`).
+//! released code and the best vectorised numpy). `annomask bench` without `--pipeline` or
+//! `--feeder`, documented in the README.
 //!
-//! The inputs follow `reference_mask.py bench`: labels uniform in `0..40`, channel `c` groups
-//! ids `3c+1, 3c+2, 3c+3`, ids 4 and 11 are missing.
-//!
-//! [`pipeline`] times whole `compute` jobs on a zarr crop instead (`annomask bench --pipeline`).
+//! The inputs are [`annomask::synth::bench_inputs`], those of `reference_mask.py bench`: labels
+//! uniform in `0..40`, channel `c` groups ids `3c+1, 3c+2, 3c+3`, ids 4 and 11 are missing.
 
-pub mod feeder;
-pub mod pipeline;
-
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use rayon::prelude::*;
+use annomask::engine::Engine;
+use annomask::error::Result;
+use annomask::label::LabelDtype;
+use annomask::labels::plan::MaskPlan;
+use annomask::options::{EngineChoice, MaskOptions, MaskPolicy};
+use annomask::synth::{bench_inputs, parallel_copy};
 use serde_json::{Value, json};
 
-use crate::bits::MaskLayout;
-use crate::engine::{Backend, Engine};
-use crate::error::Result;
-use crate::groupings::Groupings;
-use crate::label::{LabelArray, LabelDtype};
-use crate::labels::plan::MaskPlan;
-use crate::options::{EngineChoice, MaskOptions, MaskPolicy};
-use crate::synth;
+use super::cpu_model;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -47,46 +39,6 @@ pub struct BenchConfig {
     pub repeat: usize,
     /// Python interpreter for the reference, and the path of `reference_mask.py`; `None` skips it.
     pub reference: Option<(PathBuf, PathBuf)>,
-}
-
-impl Default for BenchConfig {
-    fn default() -> Self {
-        Self {
-            size: 256,
-            channels: 8,
-            dtype: LabelDtype::U64,
-            policy: MaskPolicy::WholeChannel,
-            engines: vec![EngineChoice::Auto],
-            repeat: 5,
-            reference: find_reference(),
-        }
-    }
-}
-
-/// The reference's Python and script, if found: `ANNOMASK_REFERENCE_PYTHON` or the venv that
-/// `reference/setup.sh` makes (`/tmp/annomask-ref`), and `ANNOMASK_REFERENCE_SCRIPT` or the
-/// crate's own `reference/reference_mask.py`.
-pub fn find_reference() -> Option<(PathBuf, PathBuf)> {
-    let python = default_reference_python()?;
-    let script = default_reference_script();
-    script.exists().then_some((python, script))
-}
-
-/// `ANNOMASK_REFERENCE_PYTHON`, else `/tmp/annomask-ref/bin/python` if it exists.
-pub fn default_reference_python() -> Option<PathBuf> {
-    std::env::var_os("ANNOMASK_REFERENCE_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("/tmp/annomask-ref/bin/python")).filter(|p| p.exists()))
-}
-
-/// `ANNOMASK_REFERENCE_SCRIPT`, else the crate's `reference/reference_mask.py` (which may not
-/// exist where the binary runs outside its source tree).
-pub fn default_reference_script() -> PathBuf {
-    std::env::var_os("ANNOMASK_REFERENCE_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference_mask.py")
-        })
 }
 
 /// One timed thing.
@@ -131,22 +83,6 @@ pub struct BenchReport {
     pub notes: Vec<String>,
 }
 
-/// Labels, groupings and missing ids of the benchmark (see the module docs).
-pub fn bench_inputs(
-    size: usize,
-    dtype: LabelDtype,
-    channels: usize,
-) -> (LabelArray, Groupings, BTreeSet<u64>) {
-    let palette: Vec<u64> = (0..40).collect();
-    let labels = synth::uniform_labels(&[size; 3], dtype, &palette, 0);
-    let groupings = Groupings::new((0..channels).map(|c| {
-        let c = c as u64;
-        (format!("c{c}"), vec![3 * c + 1, 3 * c + 2, 3 * c + 3])
-    }))
-    .expect("generated names are unique");
-    (labels, groupings, BTreeSet::from([4, 11]))
-}
-
 /// A closure that times one run of `f`, in seconds.
 fn wall<'a>(mut f: Box<dyn FnMut() -> Result<()> + 'a>) -> Box<dyn FnMut() -> Result<f64> + 'a> {
     Box::new(move || {
@@ -154,26 +90,6 @@ fn wall<'a>(mut f: Box<dyn FnMut() -> Result<()> + 'a>) -> Box<dyn FnMut() -> Re
         f()?;
         Ok(t.elapsed().as_secs_f64())
     })
-}
-
-/// A parallel memcpy (all rayon threads, 1 MiB pieces) of `src` into `dst`.
-pub fn parallel_copy(dst: &mut [u8], src: &[u8]) {
-    dst.par_chunks_mut(1 << 20)
-        .zip(src.par_chunks(1 << 20))
-        .for_each(|(d, s)| d.copy_from_slice(s));
-}
-
-/// The CPU model name from `/proc/cpuinfo`, where there is one.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// Runs the benchmark.
@@ -189,10 +105,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let label_bytes = (n * config.dtype.size()) as u64;
     let shape = labels.shape().to_vec();
     let mut notes = Vec::new();
+    #[cfg_attr(not(feature = "gpu"), allow(unused_mut))] // a GPU engine adds its adapter
     let mut machine = format!("{}, {} threads", cpu_model(), rayon::current_num_threads());
 
     let mask_bytes = (n * config.channels) as u64;
-    let packed_bytes = (crate::bits::packed_len(n) * config.channels) as u64;
+    let packed_bytes = (annomask::bits::packed_len(n) * config.channels) as u64;
 
     // memcpy of the same bytes: half of (labels + mask) copied = that many bytes read + written.
     let half = ((label_bytes + mask_bytes) / 2) as usize;
@@ -257,7 +174,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
                 engine.compute_packed_into(plan, slice, shape, packed, false)
             })),
         ));
-        if let Backend::Gpu(gpu) = engine.backend() {
+        // The GPU's own rows: its kernel alone, and its transfers alone.
+        #[cfg(feature = "gpu")]
+        if let annomask::engine::Backend::Gpu(gpu) = engine.backend() {
+            use annomask::bits::MaskLayout;
             machine.push_str(&format!("; GPU {}", gpu.context().describe()));
             for (layout, label, bytes) in [
                 (MaskLayout::Bytes, "gpu kernel", mask_bytes),

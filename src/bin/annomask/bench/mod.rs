@@ -1,14 +1,23 @@
 //! `annomask bench`: the engines against a memcpy of the same bytes and the numpy reference
-//! ([`annomask::bench`]), or with `--pipeline` whole compute jobs against plain zarrs I/O and a
-//! Python user's pipeline ([`annomask::bench::pipeline`]), or with `--feeder` the training
-//! feeder against a DaCapo-style numpy feeder ([`annomask::bench::feeder`]), in one run.
+//! ([`engines`]), or with `--pipeline` whole compute jobs against plain zarrs I/O and a
+//! Python user's pipeline ([`pipeline`]), or with `--feeder` the training feeder against a
+//! DaCapo-style numpy feeder ([`feeder`]), in one run.
+//!
+//! The harness is part of the binary, not of the library: it starts Python and reads
+//! `/proc/cpuinfo`, which no library user needs.
 
-use std::path::PathBuf;
+mod engines;
+mod feeder;
+mod pipeline;
 
-use annomask::bench::{self, BenchConfig, feeder::FeederBenchConfig, pipeline::PipelineConfig};
+use std::path::{Path, PathBuf};
+
 use annomask::{EngineChoice, LabelDtype, MaskPolicy};
 use clap::Args;
 
+use self::engines::BenchConfig;
+use self::feeder::FeederBenchConfig;
+use self::pipeline::PipelineConfig;
 use crate::CliError;
 
 #[derive(Args, Debug)]
@@ -72,6 +81,37 @@ pub struct BenchArgs {
     dir: Option<PathBuf>,
 }
 
+/// `ANNOMASK_REFERENCE_PYTHON`, else `/tmp/annomask-ref/bin/python` (the venv that
+/// `reference/setup.sh` makes) if it exists.
+fn default_reference_python() -> Option<PathBuf> {
+    std::env::var_os("ANNOMASK_REFERENCE_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/tmp/annomask-ref/bin/python")).filter(|p| p.exists()))
+}
+
+/// `ANNOMASK_REFERENCE_SCRIPT`, else the crate's `reference/reference_mask.py` (which may not
+/// exist where the binary runs outside its source tree).
+fn default_reference_script() -> PathBuf {
+    std::env::var_os("ANNOMASK_REFERENCE_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference_mask.py")
+        })
+}
+
+/// The CPU model name from `/proc/cpuinfo`, where there is one (else the architecture).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
 /// The reference's Python and script: as given (each must exist), else the defaults (skipped
 /// with a note when absent).
 fn reference(args: &BenchArgs) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
@@ -89,14 +129,11 @@ fn reference(args: &BenchArgs) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
             )));
         }
     }
-    let python = args
-        .reference
-        .clone()
-        .or_else(bench::default_reference_python);
+    let python = args.reference.clone().or_else(default_reference_python);
     let script = args
         .reference_script
         .clone()
-        .unwrap_or_else(bench::default_reference_script);
+        .unwrap_or_else(default_reference_script);
     Ok(python.filter(|_| script.is_file()).map(|p| (p, script)))
 }
 
@@ -111,7 +148,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             dir: args.dir.clone(),
             reference,
         };
-        let report = bench::pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
+        let report = pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
         return show(&report, report.to_json(), &args);
     }
     if args.feeder {
@@ -124,7 +161,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             repeat: args.repeat.unwrap_or(3) as usize,
             reference,
         };
-        let report = bench::feeder::run(&config, &|line| eprintln!("bench: {line}"))?;
+        let report = feeder::run(&config, &|line| eprintln!("bench: {line}"))?;
         return show(&report, report.to_json(), &args);
     }
     let config = BenchConfig {
@@ -136,7 +173,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         repeat: args.repeat.unwrap_or(5) as usize,
         reference,
     };
-    let report = bench::run(&config)?;
+    let report = engines::run(&config)?;
     show(&report, report.to_json(), &args)
 }
 
