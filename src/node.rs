@@ -129,6 +129,14 @@ impl Node {
         self.local.as_deref()
     }
 
+    /// The local path, or for a node of another store its name as a path (what a source
+    /// reports as its path).
+    pub fn display_path(&self) -> PathBuf {
+        self.local
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&self.name))
+    }
+
     /// The last component of the node's path in the store (`""` for the root).
     pub fn last_name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or("")

@@ -80,9 +80,7 @@ impl LabelVolume {
     /// the OME-NGFF multiscales of the parent node.
     pub fn open_node(node: &Node) -> Result<Self, Error> {
         let name = node.name().to_string();
-        let path = node
-            .local_path()
-            .map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
+        let path = node.display_path();
         let not_array = |message: String| StorageError::NotAnArray {
             path: name.clone(),
             message,

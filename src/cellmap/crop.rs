@@ -291,9 +291,7 @@ impl CropGroup {
     /// Opens the crop group at `node` (see [`CropGroup::open`]).
     pub fn open_node(node: &Node) -> Result<Self, Error> {
         let name = node.name().to_string();
-        let path = node
-            .local_path()
-            .map_or_else(|| PathBuf::from(&name), Path::to_path_buf);
+        let path = node.display_path();
         let attributes = node.attributes_checked().map_err(metadata_error)?;
         let crop = attrs::crop_attributes(&name, &attributes)?;
         let classes = crop

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use annomask::cellmap::CropOptions;
+use annomask::node::Node;
 use annomask::source::{SourceFormat, SourceOption};
 use annomask::{MaskOptions, MaskPolicy, SparsePolicy};
 use clap::Args;
@@ -80,16 +81,16 @@ impl CropArgs {
     }
 }
 
-/// The format of the source at `path` ([`annomask::source::detect`]), after checking that it
-/// can be opened as one (e.g. a zarr group that is no source fails here, naming why) and that
-/// no option was given that its format refuses: a label-array option for a crop group, or
-/// `--scale` for a label array.
+/// The node at `path` and its format ([`annomask::source::detect`], the one detection of a
+/// run), after checking that it can be opened as one (e.g. a zarr group that is no source
+/// fails here, naming why) and that no option was given that its format refuses: a
+/// label-array option for a crop group, or `--scale` for a label array.
 pub fn check_source(
     path: &Path,
     mask: &MaskArgs,
     crop: &CropArgs,
-) -> Result<&'static dyn SourceFormat, CliError> {
-    let node = annomask::node::Node::local(path).map_err(annomask::Error::from)?;
+) -> Result<(Node, &'static dyn SourceFormat), CliError> {
+    let node = Node::local(path).map_err(annomask::Error::from)?;
     let format = annomask::source::detect(&node);
     format.check(&node)?;
     let given = mask
@@ -115,7 +116,7 @@ pub fn check_source(
             )));
         }
     }
-    Ok(format)
+    Ok((node, format))
 }
 
 /// Starts the global thread pool (the CPU engine's, and chunk decoding's) with `n` threads,

@@ -111,14 +111,9 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     // masks are opened with the CPU engine, and given the chosen one afterwards.
     let mut checked = Vec::with_capacity(inputs.len());
     for (input, out) in inputs.iter().zip(&outs) {
-        check_source(input, &args.mask, &args.crop)?;
-        let mut mask = MissingAnnotationsMask::open_with_engine(
-            input,
-            groupings.clone(),
-            options,
-            &crop_options,
-            Engine::cpu(),
-        )?;
+        let (node, format) = check_source(input, &args.mask, &args.crop)?;
+        let source = format.open(&node, groupings.clone(), &options, &crop_options)?;
+        let mut mask = MissingAnnotationsMask::from_source(source, options, Engine::cpu());
         mask.set_memory_budget(args.memory_budget);
         let region = match &args.roi {
             Some(roi) => Some(

@@ -34,8 +34,7 @@ pub fn run(args: InspectArgs) -> Result<(), CliError> {
         .map(ChannelGroupings::from_file)
         .transpose()?;
     let path = &annomask::store::local_path(&args.labels.to_string_lossy())?;
-    let format = check_source(path, &args.mask, &args.crop)?;
-    let node = annomask::node::Node::local(path).map_err(annomask::Error::from)?;
+    let (node, format) = check_source(path, &args.mask, &args.crop)?;
     let report = format.inspect(&node, groupings, &args.mask.options(), &args.crop.options())?;
     if args.json {
         say!("{}", report.to_json());
