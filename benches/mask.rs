@@ -13,9 +13,10 @@
 use std::time::Duration;
 
 use annomask::bits::{MaskLayout, packed_len};
+use annomask::engine::{Engine, Outputs};
 use annomask::gpu::GpuEngine;
 use annomask::synth::{bench_inputs, parallel_copy};
-use annomask::{LabelDtype, MaskOptions, MaskPlan, MaskPolicy, cpu};
+use annomask::{LabelDtype, MaskOptions, MaskPlan, MaskPolicy};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn configs() -> Vec<(usize, LabelDtype, usize, MaskPolicy)> {
@@ -51,6 +52,8 @@ fn benches(c: &mut Criterion) {
         let (labels, groupings, missing) = bench_inputs(size, dtype, channels);
         let plan = MaskPlan::new(&groupings, &missing, &MaskOptions::default().policy(policy));
         let slice = labels.as_slice();
+        let (inputs, shape) = ([slice], labels.shape());
+        let cpu = Engine::cpu();
         let n = slice.len();
         let label_bytes = (n * dtype.size()) as u64;
         let mask_bytes = (n * channels) as u64;
@@ -70,12 +73,18 @@ fn benches(c: &mut Criterion) {
         drop((src, dst));
         let mut out = vec![1u8; mask_bytes as usize];
         group.bench_function("cpu", |b| {
-            b.iter(|| cpu::compute_into(&plan, slice, &mut out))
+            b.iter(|| {
+                cpu.run(&plan, &inputs, shape, Outputs::bytes(&mut out), false)
+                    .expect("cpu")
+            })
         });
         let mut packed = vec![1u8; packed_bytes as usize];
         group.throughput(Throughput::Bytes(label_bytes + packed_bytes));
         group.bench_function("cpu_bitpacked", |b| {
-            b.iter(|| cpu::compute_packed_into(&plan, slice, &mut packed))
+            b.iter(|| {
+                cpu.run(&plan, &inputs, shape, Outputs::bits(&mut packed), false)
+                    .expect("cpu")
+            })
         });
 
         let headline = dtype == LabelDtype::U64 && channels == 8;
@@ -96,7 +105,10 @@ fn benches(c: &mut Criterion) {
                 })
             });
             group.bench_function("gpu_end_to_end", |b| {
-                b.iter(|| gpu.compute_into(&plan, slice, &mut out).expect("gpu"))
+                b.iter(|| {
+                    gpu.run(&plan, &inputs, Outputs::bytes(&mut out))
+                        .expect("gpu")
+                })
             });
             group.bench_function("gpu_transfers_only", |b| {
                 b.iter_custom(|iters| {
@@ -112,7 +124,7 @@ fn benches(c: &mut Criterion) {
             group.throughput(Throughput::Bytes(label_bytes + packed_bytes));
             group.bench_function("gpu_end_to_end_bitpacked", |b| {
                 b.iter(|| {
-                    gpu.compute_packed_into(&plan, slice, &mut packed)
+                    gpu.run(&plan, &inputs, Outputs::bits(&mut packed))
                         .expect("gpu")
                 })
             });
@@ -121,7 +133,10 @@ fn benches(c: &mut Criterion) {
             // The same work in voxels per second.
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function("cpu_voxels", |b| {
-                b.iter(|| cpu::compute_into(&plan, slice, &mut out))
+                b.iter(|| {
+                    cpu.run(&plan, &inputs, shape, Outputs::bytes(&mut out), false)
+                        .expect("cpu")
+                })
             });
         }
         group.finish();

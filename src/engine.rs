@@ -2,15 +2,36 @@
 //! faster end to end than the CPU on a trial block, else the CPU; see `docs/auto-engine.md`),
 //! the `verify` mode that recomputes on the CPU and reports the first difference, and the
 //! fallback of a failing GPU (a lost device) to the CPU.
-
-use ndarray::{ArrayD, IxDyn};
+//!
+//! Every computation is one request, [`Engine::run`]: a plan (anything implementing
+//! [`EnginePlan`]), its inputs, the region's shape and the [`Outputs`].
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use annomask::engine::{Engine, Outputs};
+//! use annomask::{Groupings, LabelSlice, MaskOptions, MaskPlan};
+//! let plan = MaskPlan::new(&Groupings::new([("mito", vec![3])])?, &BTreeSet::new(),
+//!     &MaskOptions::default());
+//! let labels = [0u32, 3, 3, 7];
+//! let (mut mask, mut targets) = (vec![0u8; 4], vec![0u8; 4]);
+//! let out = Outputs::bytes(&mut mask).with_targets(&mut targets);
+//! Engine::cpu().run(&plan, &[LabelSlice::from(&labels[..])], &[4], out, false)?;
+//! assert_eq!((mask, targets), (vec![0, 1, 1, 1], vec![0, 1, 1, 0]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::bits::MaskLayout;
-use crate::cellmap::{self, CropPlan};
-use crate::cpu;
+#[cfg(doc)]
+use crate::cellmap::CropPlan;
 use crate::error::{Error, GpuError, Result};
-use crate::label::{LabelArray, LabelSlice};
+use crate::label::LabelSlice;
+#[cfg(doc)]
 use crate::labels::plan::MaskPlan;
+
+// The request: what a plan computes into (`Outputs`) and how a plan runs on each engine
+// (`EnginePlan`, implemented for `MaskPlan` and `CropPlan`).
+mod request;
+pub use request::{EnginePlan, Outputs};
 
 // The GPU side (`src/engine/gpu.rs`): the trial block of `auto`, `Engine::gpu`, `Engine::select`
 // and the fallback of a failing GPU engine. Without the `gpu` feature, `Engine::select` is the
@@ -80,7 +101,7 @@ impl Engine {
     }
 
     /// The failure after which a GPU engine hands its blocks to the CPU engine (see
-    /// [`Engine::compute_into`]), if there was one.
+    /// [`Engine::run`]), if there was one.
     pub fn gpu_failure(&self) -> Option<&GpuError> {
         match &self.backend {
             Backend::Cpu => None,
@@ -89,146 +110,54 @@ impl Engine {
         }
     }
 
-    /// Computes the mask of `labels` into `out` (channel-major, see [`cpu::compute_into`]).
-    /// With `verify`, recomputes on the CPU and fails with [`Error::VerifyMismatch`] on any
-    /// difference.
+    /// The one request: computes `plan` over `inputs` (a region of `shape`, C order) into
+    /// `out`, channel-major (channel `c` of voxel `i` at `out.mask[c * len + i]`, `len` the
+    /// bytes of one channel in `out.layout`; the targets the same way). What `inputs` holds is
+    /// the plan's: one label array for a [`MaskPlan`], one array per class read for a
+    /// [`CropPlan`] (see [`EnginePlan`], also for the combinations a plan refuses). With
+    /// `verify`, a GPU result is recomputed on the CPU and any difference fails with
+    /// [`Error::VerifyMismatch`] (targets reported as engine `<name> targets`).
     ///
     /// On a GPU engine, a failure of the device (lost, or a submission that fails) does not
     /// fail the call: the CPU engine computes this call and every later one (the results are
     /// the same, bit for bit), and one warning goes to standard error (see
     /// [`Engine::gpu_failure`]).
-    pub fn compute_into(
+    ///
+    /// # Panics
+    /// If `inputs` or `out` do not fit the plan (see [`EnginePlan`]).
+    pub fn run(
         &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
+        plan: &dyn EnginePlan,
+        inputs: &[LabelSlice<'_>],
         shape: &[usize],
-        out: &mut [u8],
-        verify: bool,
-    ) -> Result<()> {
-        self.compute_layout_into(plan, labels, shape, out, MaskLayout::Bytes, verify)
-    }
-
-    /// The bit-packed mask of `labels` into `out` (see [`crate::bits`]).
-    pub fn compute_packed_into(
-        &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
-        shape: &[usize],
-        out: &mut [u8],
-        verify: bool,
-    ) -> Result<()> {
-        self.compute_layout_into(plan, labels, shape, out, MaskLayout::Bits, verify)
-    }
-
-    /// The mask and the targets of `labels` in one pass (see [`cpu::compute_fused_into`]).
-    /// With `verify`, recomputes both on the CPU (targets reported as engine `<name> targets`).
-    pub fn compute_fused_into(
-        &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
-        shape: &[usize],
-        mask: &mut [u8],
-        targets: &mut [u8],
+        mut out: Outputs<'_>,
         verify: bool,
     ) -> Result<()> {
         #[cfg(feature = "gpu")]
-        let on_gpu = self.try_gpu(|g| g.compute_fused_into(plan, labels, mask, targets));
+        let on_gpu = self.try_gpu(|g| plan.run_gpu(g, inputs, out.reborrow()));
         #[cfg(not(feature = "gpu"))]
         let on_gpu = false;
         if !on_gpu {
-            cpu::compute_fused_into(plan, labels, mask, targets);
+            plan.run_cpu(inputs, out.reborrow());
         }
         if verify && on_gpu {
-            let (mut want_mask, mut want_targets) =
-                (vec![0u8; mask.len()], vec![0u8; targets.len()]);
-            cpu::compute_fused_into(plan, labels, &mut want_mask, &mut want_targets);
-            check_equal(self.name(), shape, MaskLayout::Bytes, mask, &want_mask)?;
-            let name = format!("{} targets", self.name());
-            check_equal(&name, shape, MaskLayout::Bytes, targets, &want_targets)?;
-        }
-        Ok(())
-    }
-
-    /// [`Engine::compute_into`] or [`Engine::compute_packed_into`] by `layout`.
-    pub fn compute_layout_into(
-        &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
-        shape: &[usize],
-        out: &mut [u8],
-        layout: MaskLayout,
-        verify: bool,
-    ) -> Result<()> {
-        let cpu_into = |out: &mut [u8]| {
-            cpu::compute_into_tuned(plan, labels, out, layout, cpu::Tuning::auto(out.len()))
-        };
-        #[cfg(feature = "gpu")]
-        let on_gpu = self.try_gpu(|g| g.compute_layout_into(plan, labels, out, layout));
-        #[cfg(not(feature = "gpu"))]
-        let on_gpu = false;
-        if !on_gpu {
-            cpu_into(out);
-        }
-        if verify && on_gpu {
-            let mut expected = vec![0u8; out.len()];
-            cpu_into(&mut expected);
-            check_equal(self.name(), shape, layout, out, &expected)?;
-        }
-        Ok(())
-    }
-
-    /// Computes the mask of a crop-group region (and, with `targets`, its targets) into
-    /// channel-major outputs (see [`cellmap::cpu::compute_into`]); `classes[k]` holds the values
-    /// of `plan.classes()[k]` over a region of `shape`. With `verify`, recomputes on the CPU and
-    /// fails with [`Error::VerifyMismatch`] on any difference (targets reported as engine
-    /// `<name> targets`).
-    pub fn compute_crop_into(
-        &self,
-        plan: &CropPlan,
-        classes: &[LabelSlice<'_>],
-        shape: &[usize],
-        mask: &mut [u8],
-        mut targets: Option<&mut [u8]>,
-        verify: bool,
-    ) -> Result<()> {
-        #[cfg(feature = "gpu")]
-        let on_gpu =
-            self.try_gpu(|g| g.compute_crop_into(plan, classes, mask, targets.as_deref_mut()));
-        #[cfg(not(feature = "gpu"))]
-        let on_gpu = false;
-        if !on_gpu {
-            cellmap::cpu::compute_into(plan, classes, mask, targets.as_deref_mut());
-        }
-        if verify && on_gpu {
-            let mut want_mask = vec![0u8; mask.len()];
-            let mut want_targets = targets.as_ref().map(|t| vec![0u8; t.len()]);
-            cellmap::cpu::compute_into(plan, classes, &mut want_mask, want_targets.as_deref_mut());
-            check_equal(self.name(), shape, MaskLayout::Bytes, mask, &want_mask)?;
-            if let (Some(got), Some(want)) = (targets, want_targets) {
-                check_equal(
-                    &format!("{} targets", self.name()),
-                    shape,
-                    MaskLayout::Bytes,
-                    got,
-                    &want,
-                )?;
+            let mut want_mask = vec![0u8; out.mask.len()];
+            let mut want_targets = out.targets.as_ref().map(|t| vec![0u8; t.len()]);
+            plan.run_cpu(
+                inputs,
+                Outputs {
+                    mask: &mut want_mask,
+                    layout: out.layout,
+                    targets: want_targets.as_deref_mut(),
+                },
+            );
+            check_equal(self.name(), shape, out.layout, out.mask, &want_mask)?;
+            if let (Some(got), Some(want)) = (out.targets, want_targets) {
+                let name = format!("{} targets", self.name());
+                check_equal(&name, shape, MaskLayout::Bytes, got, &want)?;
             }
         }
         Ok(())
-    }
-
-    /// The mask of `labels`: shape `(channels, *labels.shape())`.
-    pub fn compute(
-        &self,
-        plan: &MaskPlan,
-        labels: &LabelArray,
-        verify: bool,
-    ) -> Result<ArrayD<u8>> {
-        let mut shape = vec![plan.num_channels()];
-        shape.extend_from_slice(labels.shape());
-        let mut out = vec![0u8; shape.iter().product()];
-        self.compute_into(plan, labels.as_slice(), labels.shape(), &mut out, verify)?;
-        Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the buffer"))
     }
 }
 

@@ -8,7 +8,8 @@
 
 mod common;
 
-use annomask::cellmap::{cpu, twin};
+use annomask::cellmap::{CropPlan, twin};
+use annomask::engine::Outputs;
 use annomask::gpu::GpuEngine;
 use annomask::{Engine, LabelArray, LabelSlice};
 use common::crop::{CropCase, crop_case};
@@ -17,6 +18,27 @@ use proptest::prelude::*;
 
 fn slices(arrays: &[LabelArray]) -> Vec<LabelSlice<'_>> {
     arrays.iter().map(LabelArray::as_slice).collect()
+}
+
+/// The outputs of one request: the mask, and the targets when asked.
+fn outputs<'a>(mask: &'a mut [u8], targets: Option<&'a mut [u8]>) -> Outputs<'a> {
+    Outputs {
+        targets,
+        ..Outputs::bytes(mask)
+    }
+}
+
+/// The CPU engine's request (the shape matters only to `verify`, which is off).
+fn on_cpu(
+    plan: &CropPlan,
+    classes: &[LabelSlice<'_>],
+    mask: &mut [u8],
+    targets: Option<&mut [u8]>,
+) {
+    let n = classes.first().map_or(0, LabelSlice::len);
+    Engine::cpu()
+        .run(plan, classes, &[n], outputs(mask, targets), false)
+        .unwrap()
 }
 
 /// Runs `f` with fresh (mask, targets) buffers filled with garbage, with or without targets,
@@ -41,7 +63,7 @@ proptest! {
         let plan = case.plan();
         let arrays = case.plan_arrays(&plan);
         let (want_mask, want_targets) = case.oracle();
-        let (mask, t) = run(&case, targets, |m, t| cpu::compute_into(&plan, &slices(&arrays), m, t));
+        let (mask, t) = run(&case, targets, |m, t| on_cpu(&plan, &slices(&arrays), m, t));
         prop_assert_eq!(&mask, &want_mask);
         // Channels the plan calls zeroed or equal (the pipeline counts one of each) are.
         if let Err(e) = common::check_equal_channels(&want_mask, case.voxels(), &plan.first_equal_channels()) {
@@ -75,12 +97,12 @@ proptest! {
         let arrays = case.plan_arrays(&plan);
         let classes = slices(&arrays);
         let (want_mask, want_targets) = case.oracle();
-        let on_cpu = run(&case, targets, |m, t| cpu::compute_into(&plan, &classes, m, t));
+        let on_cpu = run(&case, targets, |m, t| on_cpu(&plan, &classes, m, t));
         let on_twin = run(&case, targets, |m, t| twin::compute_into(&plan, &classes, m, t, 64));
         prop_assert_eq!(&on_cpu, &on_twin);
         prop_assert_eq!(&on_cpu.0, &want_mask);
         for gpu in [whole, small_blocks] {
-            let got = run(&case, targets, |m, t| gpu.compute_crop_into(&plan, &classes, m, t).unwrap());
+            let got = run(&case, targets, |m, t| gpu.run(&plan, &classes, outputs(m, t)).unwrap());
             prop_assert_eq!(&got, &on_cpu);
         }
         if let Some(t) = on_cpu.1 {
@@ -157,7 +179,7 @@ fn gpu_edge_sizes_and_channel_counts() {
             let (want_mask, want_targets) = case.oracle();
             for engine in [gpu, small] {
                 let (mask, t) = run(&case, true, |m, t| {
-                    engine.compute_crop_into(&plan, &classes, m, t).unwrap()
+                    engine.run(&plan, &classes, outputs(m, t)).unwrap()
                 });
                 assert_eq!(mask, want_mask, "n={n} channels={channels}");
                 assert_eq!(t.unwrap(), want_targets, "n={n} channels={channels}");
@@ -206,9 +228,9 @@ fn gpu_splits_blocks_larger_than_the_binding_limit() {
     );
     let arrays = case.plan_arrays(&plan);
     let classes = slices(&arrays);
-    let want = run(&case, true, |m, t| cpu::compute_into(&plan, &classes, m, t));
+    let want = run(&case, true, |m, t| on_cpu(&plan, &classes, m, t));
     let got = run(&case, true, |m, t| {
-        unbounded.compute_crop_into(&plan, &classes, m, t).unwrap()
+        unbounded.run(&plan, &classes, outputs(m, t)).unwrap()
     });
     assert!(got == want, "{n} voxels of two u64 classes");
 }
@@ -223,7 +245,7 @@ fn engine_verify_passes_on_the_gpu() {
     let (want_mask, want_targets) = case.oracle();
     let (mask, t) = run(&case, true, |m, t| {
         engine
-            .compute_crop_into(&plan, &slices(&arrays), &case.shape, m, t, true)
+            .run(&plan, &slices(&arrays), &case.shape, outputs(m, t), true)
             .unwrap()
     });
     assert_eq!((mask, t.unwrap()), (want_mask, want_targets));

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use annomask::bits::MaskLayout;
+use annomask::engine::Outputs;
 use annomask::{LabelArray, MaskOptions, MaskPlan, MaskPolicy, cpu};
 use common::{case, groupings, labels_of, pack_channels};
 use proptest::prelude::*;
@@ -20,12 +20,9 @@ proptest! {
         let policy = if c.per_voxel { MaskPolicy::PerVoxel } else { MaskPolicy::WholeChannel };
         let options = MaskOptions::default().background(c.background).policy(policy);
         let plan = MaskPlan::new(&groupings(&c.channels), &c.missing, &options);
-        let mask = cpu::compute(&plan, &labels);
-        let mut want_shape = vec![c.channels.len()];
-        want_shape.extend(&c.shape);
-        prop_assert_eq!(mask.shape(), &want_shape[..]);
+        let mask = common::cpu_mask(&plan, &labels);
         let want = common::oracle(&common::bits(&labels), &c.channels, &c.missing, c.background, c.per_voxel);
-        prop_assert_eq!(mask.as_slice().unwrap(), &want[..]);
+        prop_assert_eq!(&mask, &want);
         // Channels the plan calls zeroed or equal (the pipeline counts one of each) are.
         let n = labels.as_slice().len();
         let equal = plan.first_equal_channels();
@@ -39,14 +36,14 @@ proptest! {
         let want_targets = common::target_oracle(&common::bits(&labels), &c.channels, c.background);
         for tuning in cpu::Tuning::all() {
             let (mut mask, mut targets) = (vec![9u8; want.len()], vec![9u8; want.len()]);
-            cpu::compute_fused_into_tuned(&plan, labels.as_slice(), &mut mask, &mut targets, tuning);
+            cpu::run_tuned(&plan, labels.as_slice(), Outputs::bytes(&mut mask).with_targets(&mut targets), tuning);
             prop_assert_eq!(&mask, &want, "fused mask {:?}", tuning);
             prop_assert_eq!(&targets, &want_targets, "fused targets {:?}", tuning);
             let mut out = vec![9u8; want.len()];
-            cpu::compute_into_tuned(&plan, labels.as_slice(), &mut out, MaskLayout::Bytes, tuning);
+            cpu::run_tuned(&plan, labels.as_slice(), Outputs::bytes(&mut out), tuning);
             prop_assert_eq!(&out, &want, "{:?}", tuning);
             let mut packed = vec![9u8; want_bits.len()];
-            cpu::compute_into_tuned(&plan, labels.as_slice(), &mut packed, MaskLayout::Bits, tuning);
+            cpu::run_tuned(&plan, labels.as_slice(), Outputs::bits(&mut packed), tuning);
             prop_assert_eq!(&packed, &want_bits, "packed {:?}", tuning);
         }
     }
@@ -61,12 +58,9 @@ fn negative_signed_labels_are_not_background_and_match_only_their_bit_pattern() 
         &BTreeSet::from([u64::MAX, 0xFFFF]),
         &MaskOptions::default().policy(MaskPolicy::PerVoxel),
     );
-    let mask = cpu::compute(&plan, &labels);
+    let mask = common::cpu_mask(&plan, &labels);
     // -1 sign-extends to u64::MAX: knocked out of channel 0; 0xFFFF (65535) matches no i16.
-    assert_eq!(
-        mask.as_slice().unwrap(),
-        &[0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1]
-    );
+    assert_eq!(mask, [0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1]);
 }
 
 /// An output above the streaming threshold, with small (<= 8 ids) and large per-voxel tables,
@@ -107,38 +101,21 @@ fn large_outputs_in_every_tuning() {
                 let want_bits = pack_channels(&want, n);
                 for tuning in cpu::Tuning::all() {
                     let (mut mask, mut targets) = (vec![9u8; want.len()], vec![9u8; want.len()]);
-                    cpu::compute_fused_into_tuned(
-                        &plan,
-                        labels.as_slice(),
-                        &mut mask,
-                        &mut targets,
-                        tuning,
-                    );
+                    let out = Outputs::bytes(&mut mask).with_targets(&mut targets);
+                    cpu::run_tuned(&plan, labels.as_slice(), out, tuning);
                     assert!(
                         mask == want && targets == want_targets,
                         "fused {dtype} {tuning:?}"
                     );
                     let mut out = vec![9u8; want.len()];
-                    cpu::compute_into_tuned(
-                        &plan,
-                        labels.as_slice(),
-                        &mut out,
-                        MaskLayout::Bytes,
-                        tuning,
-                    );
+                    cpu::run_tuned(&plan, labels.as_slice(), Outputs::bytes(&mut out), tuning);
                     assert!(
                         out == want,
                         "{dtype} {tuning:?} per_voxel={per_voxel} table={}",
                         missing.len()
                     );
                     let mut packed = vec![9u8; want_bits.len()];
-                    cpu::compute_into_tuned(
-                        &plan,
-                        labels.as_slice(),
-                        &mut packed,
-                        MaskLayout::Bits,
-                        tuning,
-                    );
+                    cpu::run_tuned(&plan, labels.as_slice(), Outputs::bits(&mut packed), tuning);
                     assert!(
                         packed == want_bits,
                         "packed {dtype} {tuning:?} per_voxel={per_voxel}"

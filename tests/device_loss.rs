@@ -11,6 +11,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use annomask::engine::Outputs;
 use annomask::gpu::{AdapterPolicy, GpuEngine};
 use annomask::output::{MaskOutput, OutputOptions};
 use annomask::pipeline::{self, RunOptions};
@@ -96,20 +97,33 @@ fn a_failed_gpu_engine_keeps_computing_on_the_cpu() {
     let (labels, groupings, missing) =
         annomask::synth::bench_inputs(12, annomask::LabelDtype::U32, 3);
     let plan = annomask::MaskPlan::new(&groupings, &missing, &MaskOptions::default());
-    let want = Engine::cpu().compute(&plan, &labels, false).unwrap();
-    assert_eq!(engine.compute(&plan, &labels, true).unwrap(), want);
+    let inputs = [labels.as_slice()];
+    let compute = |engine: &Engine| {
+        let mut out = vec![0u8; 3 * labels.as_slice().len()];
+        engine
+            .run(
+                &plan,
+                &inputs,
+                labels.shape(),
+                Outputs::bytes(&mut out),
+                true,
+            )
+            .map(|()| out)
+    };
+    let want = compute(&Engine::cpu()).unwrap();
+    assert_eq!(compute(&engine).unwrap(), want);
     assert!(engine.gpu_failure().is_none());
     // The loss comes at the third of 27 blocks; the call still returns the whole mask, and so
     // do the calls after it (on the CPU), verify included.
     gpu.context().inject_device_loss_after(2);
     for _ in 0..3 {
-        assert_eq!(engine.compute(&plan, &labels, true).unwrap(), want);
+        assert_eq!(compute(&engine).unwrap(), want);
     }
     assert!(engine.gpu_failure().is_some());
     // The GPU engine itself says it is lost.
     let mut out = vec![0u8; 3 * labels.as_slice().len()];
     let err = gpu
-        .compute_into(&plan, labels.as_slice(), &mut out)
+        .run(&plan, &inputs, Outputs::bytes(&mut out))
         .unwrap_err();
     assert!(
         matches!(err, annomask::GpuError::DeviceLost { .. }),

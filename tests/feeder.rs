@@ -276,7 +276,12 @@ fn gpu_feeds_the_same_batches_and_can_keep_them_on_the_device() {
         .plan();
     let n = region.as_slice().len();
     let (mut mask, mut targets) = (vec![0u8; n * 5], vec![0u8; n * 5]);
-    annomask::cpu::compute_fused_into(plan, region.as_slice(), &mut mask, &mut targets);
+    let out = annomask::engine::Outputs::bytes(&mut mask).with_targets(&mut targets);
+    let inputs = [region.as_slice()];
+    let engine = annomask::Engine::cpu();
+    engine
+        .run(plan, &inputs, region.shape(), out, false)
+        .unwrap();
     for engine in [gpu, small] {
         let device = engine
             .compute_fused_on_device(plan, region.as_slice())

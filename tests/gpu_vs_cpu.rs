@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use annomask::bits::MaskLayout;
+use annomask::engine::Outputs;
 use annomask::gpu::{GpuEngine, twin};
-use annomask::{Engine, LabelArray, LabelSlice, MaskOptions, MaskPlan, MaskPolicy, cpu};
+use annomask::{Engine, LabelArray, LabelSlice, MaskOptions, MaskPlan, MaskPolicy};
 use common::{Case, case, gpus, groupings, labels_of, pack_channels};
 use proptest::prelude::*;
 
@@ -69,19 +70,19 @@ proptest! {
         let labels = labels_of(c.dtype, &c.shape, &c.raw);
         let plan = plan_of(&c);
         let want = expected(&c, &labels);
-        let on_cpu = cpu::compute(&plan, &labels);
-        prop_assert_eq!(on_cpu.as_slice().unwrap(), &want[..]);
+        let on_cpu = common::cpu_mask(&plan, &labels);
+        prop_assert_eq!(&on_cpu, &want);
         let want_bits = pack_channels(&want, labels.as_slice().len());
         let want_targets = common::target_oracle(&common::bits(&labels), &c.channels, c.background);
         for gpu in [whole, small_blocks] {
             let mut out = vec![7u8; want.len()];
-            gpu.compute_into(&plan, labels.as_slice(), &mut out).unwrap();
+            gpu.run(&plan, &[labels.as_slice()], Outputs::bytes(&mut out)).unwrap();
             prop_assert_eq!(&out, &want);
             let mut packed = vec![7u8; want_bits.len()];
-            gpu.compute_packed_into(&plan, labels.as_slice(), &mut packed).unwrap();
+            gpu.run(&plan, &[labels.as_slice()], Outputs::bits(&mut packed)).unwrap();
             prop_assert_eq!(&packed, &want_bits);
             let (mut mask, mut targets) = (vec![7u8; want.len()], vec![7u8; want.len()]);
-            gpu.compute_fused_into(&plan, labels.as_slice(), &mut mask, &mut targets).unwrap();
+            gpu.run(&plan, &[labels.as_slice()], Outputs::bytes(&mut mask).with_targets(&mut targets)).unwrap();
             prop_assert_eq!(&mask, &want);
             prop_assert_eq!(&targets, &want_targets);
         }
@@ -129,19 +130,18 @@ fn gpu_edge_shapes_and_channel_counts() {
                             format!("{dtype} n={n} channels={channels} per_voxel={per_voxel}");
                         let mut out = vec![9u8; want.len()];
                         engine
-                            .compute_into(&plan, labels.as_slice(), &mut out)
+                            .run(&plan, &[labels.as_slice()], Outputs::bytes(&mut out))
                             .unwrap();
                         assert_eq!(out, want, "{what}");
                         let mut packed = vec![9u8; want_bits.len()];
                         engine
-                            .compute_packed_into(&plan, labels.as_slice(), &mut packed)
+                            .run(&plan, &[labels.as_slice()], Outputs::bits(&mut packed))
                             .unwrap();
                         assert_eq!(packed, want_bits, "packed {what}");
                         let (mut mask, mut targets) =
                             (vec![9u8; want.len()], vec![9u8; want.len()]);
-                        engine
-                            .compute_fused_into(&plan, labels.as_slice(), &mut mask, &mut targets)
-                            .unwrap();
+                        let out = Outputs::bytes(&mut mask).with_targets(&mut targets);
+                        engine.run(&plan, &[labels.as_slice()], out).unwrap();
                         assert_eq!(
                             (mask, targets),
                             (want.clone(), want_targets.clone()),
@@ -180,11 +180,10 @@ fn gpu_splits_blocks_larger_than_the_binding_limit() {
             &missing,
             &MaskOptions::default().policy(MaskPolicy::PerVoxel),
         );
-        let mut want = vec![0u8; n * channels];
-        cpu::compute_into(&plan, labels.as_slice(), &mut want);
+        let want = common::cpu_mask(&plan, &labels);
         let mut got = vec![9u8; n * channels];
         unbounded
-            .compute_into(&plan, labels.as_slice(), &mut got)
+            .run(&plan, &[labels.as_slice()], Outputs::bytes(&mut got))
             .unwrap();
         assert!(got == want, "{dtype} x {channels} channels, {n} voxels");
     }
@@ -202,7 +201,13 @@ fn engine_verify_passes_on_the_gpu() {
     );
     let mut out = vec![0u8; 14];
     engine
-        .compute_into(&plan, LabelSlice::from(&labels[..]), &[7], &mut out, true)
+        .run(
+            &plan,
+            &[LabelSlice::from(&labels[..])],
+            &[7],
+            Outputs::bytes(&mut out),
+            true,
+        )
         .unwrap();
     assert_eq!(out, [1, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1]);
 }

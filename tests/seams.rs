@@ -40,9 +40,15 @@ fn into_memory(dir: &Path) -> Arc<MemoryStore> {
                 stack.push(path);
                 continue;
             }
-            let key = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let key = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let bytes = std::fs::read(&path).unwrap();
-            store.set(&StoreKey::new(key).unwrap(), bytes.into()).unwrap();
+            store
+                .set(&StoreKey::new(key).unwrap(), bytes.into())
+                .unwrap();
         }
     }
     store
@@ -56,7 +62,10 @@ fn a_label_array_and_a_crop_group_read_from_a_memory_store_equal_the_local_ones(
         let crop = cellmap::synth::write_demo_crop(dir.path(), 12, format).unwrap();
         let store = into_memory(dir.path());
         for (path, groupings) in [
-            (&labels, annomask::ChannelGroupings::from(synth::demo_groupings())),
+            (
+                &labels,
+                annomask::ChannelGroupings::from(synth::demo_groupings()),
+            ),
             (&crop, cellmap::synth::demo_groupings().into()),
         ] {
             let relative = path.strip_prefix(dir.path()).unwrap().to_string_lossy();
@@ -80,7 +89,10 @@ fn a_label_array_and_a_crop_group_read_from_a_memory_store_equal_the_local_ones(
             );
             // Messages name the node as it was given.
             assert!(
-                remote.volume().name().starts_with(&format!("memory://{relative}")),
+                remote
+                    .volume()
+                    .name()
+                    .starts_with(&format!("memory://{relative}")),
                 "{}",
                 remote.volume().name()
             );
@@ -187,7 +199,10 @@ fn a_source_format_of_its_own_runs_through_the_pipeline_output_and_feeder_unchan
     let mask = renamed(&path);
     let plain = MissingAnnotationsMask::open(&path, synth::demo_groupings(), cpu()).unwrap();
     assert_eq!(mask.channels()[0], "channel0");
-    assert_eq!(mask.get(&mask.roi()).unwrap(), plain.get(&plain.roi()).unwrap());
+    assert_eq!(
+        mask.get(&mask.roi()).unwrap(),
+        plain.get(&plain.roi()).unwrap()
+    );
 
     // The pipeline and the zarr output: the source's own attributes are written.
     let out_path = dir.path().join("renamed_mask.zarr");
@@ -267,5 +282,8 @@ fn an_output_form_of_its_own_receives_every_block_and_equals_the_mask() {
     let summary = pipeline::run(&mask, &sink, &RunOptions::default(), &|_| {}).unwrap();
     assert_eq!(summary.blocks_written, 27);
     let want = mask.get(&mask.roi()).unwrap();
-    assert_eq!(sink.data.lock().unwrap().as_slice(), want.as_slice().unwrap());
+    assert_eq!(
+        sink.data.lock().unwrap().as_slice(),
+        want.as_slice().unwrap()
+    );
 }

@@ -7,17 +7,19 @@
 //! zeroed channels stay 0. Codes that the dtype cannot hold match no voxel.
 //!
 //! ```
-//! use annomask::cellmap::{attrs::{AnnotationKind, ClassAnnotation, Encoding}, cpu, CropPlan};
+//! use annomask::cellmap::{attrs::{AnnotationKind, ClassAnnotation, Encoding}, CropPlan};
+//! use annomask::engine::{Engine, Outputs};
 //! use annomask::{ClassGroupings, LabelSlice};
 //! let mem = ClassAnnotation::new("mito_mem", AnnotationKind::Semantic,
 //!     Encoding { absent: Some(0), present: Some(1), unknown: Some(255) });
 //! let plan = CropPlan::new(&ClassGroupings::new([("mito", vec!["mito_mem"])])?, &[mem]);
 //! let values: Vec<u8> = vec![0, 1, 255, 1];
 //! let (mut mask, mut targets) = (vec![0u8; 4], vec![0u8; 4]);
-//! cpu::compute_into(&plan, &[LabelSlice::from(&values[..])], &mut mask, Some(&mut targets));
+//! let out = Outputs::bytes(&mut mask).with_targets(&mut targets);
+//! Engine::cpu().run(&plan, &[LabelSlice::from(&values[..])], &[4], out, false)?;
 //! assert_eq!(mask, [1, 1, 0, 1]);     // unknown (255) is not trained
 //! assert_eq!(targets, [0, 1, 0, 1]);  // and never a positive target
-//! # Ok::<(), annomask::GroupingsError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use rayon::prelude::*;
@@ -112,13 +114,13 @@ fn block(
 }
 
 /// Computes the mask (and, with `targets`, the targets) of a crop-group region into
-/// channel-major outputs: channel `c` of voxel `i` is `mask[c * n + i]`, where `n` is the
+/// channel-major outputs (what [`crate::Engine::run`] does with a [`CropPlan`] on the CPU): channel `c` of voxel `i` is `mask[c * n + i]`, where `n` is the
 /// number of voxels. `classes[k]` holds the values of `plan.classes()[k]` (C order), any dtype.
 ///
 /// # Panics
 /// If `classes.len() != plan.classes().len()`, if a class does not hold `n` voxels, or if an
 /// output does not hold `plan.num_channels() * n` bytes.
-pub fn compute_into(
+pub(crate) fn compute_into(
     plan: &CropPlan,
     classes: &[LabelSlice<'_>],
     mask: &mut [u8],

@@ -1,5 +1,5 @@
 //! The crop-group kernel on the GPU engine: `shaders/cellmap.wgsl`, its pipeline, and
-//! [`GpuEngine::compute_crop_into`].
+//! `GpuEngine::crop_into` (reached through [`GpuEngine::run`] with a [`CropPlan`]).
 //!
 //! The kernel lives inside the [`GpuEngine`] (built on first use, then reused by every crop that
 //! engine computes) and shares its device. Per block of voxels, the values of every class the
@@ -12,6 +12,7 @@
 //!
 //! ```no_run
 //! use annomask::cellmap::{attrs::{AnnotationKind, ClassAnnotation, Encoding}, CropPlan};
+//! use annomask::engine::Outputs;
 //! use annomask::{gpu::GpuEngine, ClassGroupings, LabelSlice};
 //! let gpu = GpuEngine::new()?;
 //! let mem = ClassAnnotation::new("mito_mem", AnnotationKind::Semantic,
@@ -19,7 +20,8 @@
 //! let plan = CropPlan::new(&ClassGroupings::new([("mito", vec!["mito_mem"])])?, &[mem]);
 //! let values: Vec<u8> = vec![0, 1, 255, 1];
 //! let (mut mask, mut targets) = (vec![0u8; 4], vec![0u8; 4]);
-//! gpu.compute_crop_into(&plan, &[LabelSlice::from(&values[..])], &mut mask, Some(&mut targets))?;
+//! let out = Outputs::bytes(&mut mask).with_targets(&mut targets);
+//! gpu.run(&plan, &[LabelSlice::from(&values[..])], out)?;
 //! assert_eq!((mask, targets), (vec![1, 1, 0, 1], vec![0, 1, 0, 1]));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -98,11 +100,11 @@ impl GpuEngine {
     }
 
     /// Computes the mask (and, with `targets`, the targets) of a crop-group region into
-    /// channel-major outputs, exactly as [`crate::cellmap::cpu::compute_into`] does.
+    /// channel-major outputs, exactly as the CPU engine does.
     ///
     /// # Panics
-    /// As [`crate::cellmap::cpu::compute_into`].
-    pub fn compute_crop_into(
+    /// As the CPU engine (see [`crate::engine::EnginePlan`]).
+    pub(crate) fn crop_into(
         &self,
         plan: &CropPlan,
         classes: &[LabelSlice<'_>],

@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use super::crop::{CropGroup, CropOptions};
 use super::plan::CropPlan;
 use super::report::CropReport;
-use crate::engine::Engine;
+use crate::bits::MaskLayout;
+use crate::engine::{Engine, Outputs};
 use crate::error::{CropError, Result};
 use crate::geometry::VoxelRegion;
 use crate::groupings::{ChannelGroupings, ClassGroupings};
@@ -245,7 +246,12 @@ impl MaskSource for CropSource {
             self.crop.name()
         );
         let slices: Vec<LabelSlice<'_>> = block.arrays().iter().map(LabelArray::as_slice).collect();
-        engine.compute_crop_into(&self.plan, &slices, block.shape(), mask, targets, verify)
+        let out = Outputs {
+            mask,
+            layout: MaskLayout::Bytes,
+            targets,
+        };
+        engine.run(&self.plan, &slices, block.shape(), out, verify)
     }
 
     fn output_attributes(&self) -> Map<String, Value> {

@@ -158,11 +158,11 @@ pub(crate) fn values_words(classes: &[LabelSlice<'_>], quads: usize) -> Vec<u32>
 }
 
 /// The whole engine with the twin in place of the GPU: the same blocks, uploads, params and
-/// scatter as [`crate::gpu::GpuEngine::compute_crop_into`], blocks of at most
+/// scatter as the GPU kernel (`GpuEngine::crop_into`), blocks of at most
 /// `max_block_voxels`.
 ///
 /// # Panics
-/// As [`super::cpu::compute_into`].
+/// As the CPU engine (see [`crate::engine::EnginePlan`]).
 pub fn compute_into(
     plan: &CropPlan,
     classes: &[LabelSlice<'_>],

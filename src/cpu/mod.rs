@@ -9,23 +9,24 @@
 //!
 //! ```
 //! use std::collections::BTreeSet;
-//! use annomask::{cpu, Groupings, LabelArray, MaskOptions, MaskPlan};
+//! use annomask::engine::{Engine, Outputs};
+//! use annomask::{Groupings, LabelArray, MaskOptions, MaskPlan};
 //! let labels = LabelArray::from(ndarray::arr2(&[[0u16, 3], [4, 9]]).into_dyn());
 //! let groupings = Groupings::new([("mito", vec![3, 4]), ("all", vec![])])?;
 //! let plan = MaskPlan::new(&groupings, &BTreeSet::from([4]), &MaskOptions::default());
-//! let mask = cpu::compute(&plan, &labels);
-//! assert_eq!(mask.shape(), &[2, 2, 2]);
-//! assert_eq!(mask.as_slice().unwrap(), &[0, 0, 0, 0,   0, 1, 1, 1]);
-//! # Ok::<(), annomask::GroupingsError>(())
+//! let mut mask = vec![0u8; 2 * 4];
+//! Engine::cpu().run(&plan, &[labels.as_slice()], labels.shape(), Outputs::bytes(&mut mask), false)?;
+//! assert_eq!(mask, [0, 0, 0, 0,   0, 1, 1, 1]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 pub mod stream;
 mod targets;
 
-use crate::label::{Label, LabelArray, LabelSlice};
+use crate::engine::Outputs;
+use crate::label::{Label, LabelSlice};
 use crate::labels::plan::MaskPlan;
 use crate::with_labels;
 use stream::Store;
@@ -350,99 +351,64 @@ impl Tuning {
     }
 }
 
-/// Computes the mask of `labels` (C order) into `out`, channel-major: channel `c` of voxel `i`
-/// is `out[c * labels.len() + i]`.
+/// Computes the mask of `labels` (C order) into `out` (see [`Outputs`]), with the tuning
+/// [`Tuning::auto`] picks for the output size: what [`crate::Engine::run`] does with a
+/// [`MaskPlan`] on the CPU.
 ///
-/// # Panics
-/// If `out.len() != plan.num_channels() * labels.len()`.
-pub fn compute_into(plan: &MaskPlan, labels: LabelSlice<'_>, out: &mut [u8]) {
-    compute_into_tuned(
-        plan,
-        labels,
-        out,
-        MaskLayout::Bytes,
-        Tuning::auto(out.len()),
-    )
-}
-
-/// The bit-packed mask of `labels` into `out` (see [`crate::bits`]): channel `c` takes bytes
-/// `c * packed_len(n) ..`, voxel `i` at bit `i % 8` of its byte `i / 8`.
-///
-/// ```
-/// use std::collections::BTreeSet;
-/// use annomask::{bits, cpu, Groupings, LabelSlice, MaskOptions, MaskPlan};
-/// let plan = MaskPlan::new(&Groupings::new([("all", vec![])])?, &BTreeSet::new(),
-///     &MaskOptions::default());
-/// let labels = [0u8, 5, 5, 0, 1, 1, 1, 1, 9];
-/// let mut out = vec![0u8; bits::packed_len(labels.len())];
-/// cpu::compute_packed_into(&plan, LabelSlice::from(&labels[..]), &mut out);
-/// assert_eq!(out, [0b1111_0110, 0b1]);
-/// # Ok::<(), annomask::GroupingsError>(())
-/// ```
-///
-/// # Panics
-/// If `out.len() != plan.num_channels() * packed_len(labels.len())`.
-pub fn compute_packed_into(plan: &MaskPlan, labels: LabelSlice<'_>, out: &mut [u8]) {
-    compute_into_tuned(plan, labels, out, MaskLayout::Bits, Tuning::auto(out.len()))
-}
-
-/// [`compute_into`] or [`compute_packed_into`] with an explicit [`Tuning`] (every tuning gives
-/// the same bytes).
-pub fn compute_into_tuned(
-    plan: &MaskPlan,
-    labels: LabelSlice<'_>,
-    out: &mut [u8],
-    layout: MaskLayout,
-    tuning: Tuning,
-) {
-    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, out, None, layout, tuning))
-}
-
-/// The mask and the targets of `labels` in one pass (the feeder's fused kernel): `mask` as
-/// [`compute_into`], `targets` channel-major the same way, where the target of channel `c` is
-/// `label in ids(c)`, or `label != background` if `ids(c)` is empty (DaCapo's
+/// With targets, one pass writes both (the feeder's fused kernel): the target of channel `c`
+/// is `label in ids(c)`, or `label != background` if `ids(c)` is empty (DaCapo's
 /// `BinarizeArray`). Missing ids do not change targets; the mask says where to train them.
 ///
 /// ```
 /// use std::collections::BTreeSet;
-/// use annomask::{cpu, Groupings, LabelSlice, MaskOptions, MaskPlan, MaskPolicy};
+/// use annomask::engine::{Engine, Outputs};
+/// use annomask::{bits, Groupings, LabelSlice, MaskOptions, MaskPlan, MaskPolicy};
 /// let groupings = Groupings::new([("mito", vec![3, 4]), ("all", vec![])])?;
 /// let plan = MaskPlan::new(&groupings, &BTreeSet::from([4]),
 ///     &MaskOptions::default().policy(MaskPolicy::PerVoxel));
 /// let labels = [0u32, 3, 4, 9];
+/// let input = [LabelSlice::from(&labels[..])];
 /// let (mut mask, mut targets) = (vec![0u8; 8], vec![0u8; 8]);
-/// cpu::compute_fused_into(&plan, LabelSlice::from(&labels[..]), &mut mask, &mut targets);
+/// let out = Outputs::bytes(&mut mask).with_targets(&mut targets);
+/// Engine::cpu().run(&plan, &input, &[4], out, false)?;
 /// assert_eq!(mask,    [0, 1, 0, 1,   0, 1, 1, 1]);
 /// assert_eq!(targets, [0, 1, 1, 0,   0, 1, 1, 1]);
-/// # Ok::<(), annomask::GroupingsError>(())
+/// // Bit-packed: channel `c` takes bytes `c * packed_len(n) ..`, voxel `i` at bit `i % 8`.
+/// let mut packed = vec![0u8; 2 * bits::packed_len(4)];
+/// Engine::cpu().run(&plan, &input, &[4], Outputs::bits(&mut packed), false)?;
+/// assert_eq!(packed, [0b1010, 0b1110]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Panics
-/// If `mask` or `targets` is not `plan.num_channels() * labels.len()` bytes long.
-pub fn compute_fused_into(
-    plan: &MaskPlan,
-    labels: LabelSlice<'_>,
-    mask: &mut [u8],
-    targets: &mut [u8],
-) {
-    let tuning = Tuning::auto(mask.len() + targets.len());
-    compute_fused_into_tuned(plan, labels, mask, targets, tuning)
+/// If an output does not hold `plan.num_channels() * out.layout.channel_len(labels.len())`
+/// bytes, or targets are asked with [`MaskLayout::Bits`].
+pub(crate) fn run(plan: &MaskPlan, labels: LabelSlice<'_>, out: Outputs<'_>) {
+    let bytes = out.mask.len() + out.targets.as_ref().map_or(0, |t| t.len());
+    run_tuned(plan, labels, out, Tuning::auto(bytes))
 }
 
-/// [`compute_fused_into`] with an explicit [`Tuning`].
-pub fn compute_fused_into_tuned(
-    plan: &MaskPlan,
-    labels: LabelSlice<'_>,
-    mask: &mut [u8],
-    targets: &mut [u8],
-    tuning: Tuning,
-) {
-    assert_eq!(
-        targets.len(),
-        mask.len(),
-        "targets and mask have the same size"
-    );
-    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, mask, Some(targets), MaskLayout::Bytes, tuning))
+/// [`run`] with an explicit [`Tuning`] (every tuning gives the same bytes; the tests run each).
+#[doc(hidden)]
+pub fn run_tuned(plan: &MaskPlan, labels: LabelSlice<'_>, out: Outputs<'_>, tuning: Tuning) {
+    let Outputs {
+        mask,
+        layout,
+        targets,
+    } = out;
+    if let Some(targets) = &targets {
+        assert_eq!(
+            targets.len(),
+            mask.len(),
+            "targets and mask have the same size"
+        );
+        assert_eq!(
+            layout,
+            MaskLayout::Bytes,
+            "targets are computed with the Bytes layout only"
+        );
+    }
+    with_labels!(labels, LabelSlice, s => compute_typed(plan, s, mask, targets, layout, tuning))
 }
 
 /// A channel-major output of `n` bytes per channel cut into blocks of `block` bytes: for each
@@ -505,15 +471,6 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// The mask of `labels`: shape `(channels, *labels.shape())`.
-pub fn compute(plan: &MaskPlan, labels: &LabelArray) -> ArrayD<u8> {
-    let mut shape = vec![plan.num_channels()];
-    shape.extend_from_slice(labels.shape());
-    let mut out = vec![0u8; shape.iter().product()];
-    compute_into(plan, labels.as_slice(), &mut out);
-    ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape matches the buffer")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,7 +490,11 @@ mod tests {
         );
         let labels: Vec<u32> = (0..25).collect();
         let mut out = vec![9u8; 25];
-        compute_into(&plan, LabelSlice::from(&labels[..]), &mut out);
+        run(
+            &plan,
+            LabelSlice::from(&labels[..]),
+            Outputs::bytes(&mut out),
+        );
         let want: Vec<u8> = labels
             .iter()
             .map(|&l| (l != 0 && !(l <= 20 && l % 2 == 0)) as u8)
@@ -551,7 +512,11 @@ mod tests {
         );
         let labels: Vec<u8> = vec![0, 44, 255];
         let mut out = vec![0u8; 3];
-        compute_into(&plan, LabelSlice::from(&labels[..]), &mut out);
+        run(
+            &plan,
+            LabelSlice::from(&labels[..]),
+            Outputs::bytes(&mut out),
+        );
         assert_eq!(out, [1, 1, 1]);
     }
 
@@ -566,7 +531,11 @@ mod tests {
         let n = 3 * BLOCK_VOXELS + 17;
         let labels: Vec<u64> = (0..n as u64).map(|i| i % 3).collect();
         let mut out = vec![7u8; 2 * n];
-        compute_into(&plan, LabelSlice::from(&labels[..]), &mut out);
+        run(
+            &plan,
+            LabelSlice::from(&labels[..]),
+            Outputs::bytes(&mut out),
+        );
         for (i, &l) in labels.iter().enumerate() {
             assert_eq!(out[i], (l == 1) as u8, "a at {i}");
             assert_eq!(out[n + i], (l != 0) as u8, "b at {i}");

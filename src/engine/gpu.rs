@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Backend, Engine, check_equal};
+use super::{Backend, Engine, Outputs, check_equal};
 use crate::bits::MaskLayout;
 use crate::cpu;
 use crate::error::{GpuError, Result};
@@ -51,18 +51,12 @@ impl Trial {
             (vec![0u8; n * TRIAL_CHANNELS], vec![0u8; n * TRIAL_CHANNELS]);
         let cpu_run = |out: &mut [u8]| {
             let t = Instant::now();
-            cpu::compute_into_tuned(
-                &plan,
-                slice,
-                out,
-                MaskLayout::Bytes,
-                cpu::Tuning::auto(out.len()),
-            );
+            cpu::run(&plan, slice, Outputs::bytes(out));
             t.elapsed().as_secs_f64()
         };
         let gpu_run = |out: &mut [u8]| -> Result<f64> {
             let t = Instant::now();
-            gpu.compute_into(&plan, slice, out)?;
+            gpu.run(&plan, &[slice], Outputs::bytes(out))?;
             Ok(t.elapsed().as_secs_f64())
         };
         cpu_run(&mut on_cpu);

@@ -71,7 +71,7 @@ impl DeviceMask {
 }
 
 impl GpuEngine {
-    /// The mask and the targets of `labels` (as [`GpuEngine::compute_fused_into`]), left on the
+    /// The mask and the targets of `labels` (as [`GpuEngine::run`] with targets), left on the
     /// device in new buffers that the caller owns. Waits until they are written.
     pub fn compute_fused_on_device(
         &self,

@@ -8,13 +8,14 @@
 //!
 //! ```no_run
 //! use std::collections::BTreeSet;
+//! use annomask::engine::Outputs;
 //! use annomask::{gpu::GpuEngine, Groupings, LabelSlice, MaskOptions, MaskPlan};
 //! let gpu = GpuEngine::new()?; // any adapter, software ones included
 //! let plan = MaskPlan::new(&Groupings::new([("mito", vec![3])])?, &BTreeSet::new(),
 //!     &MaskOptions::default());
 //! let labels = vec![0u32, 3, 3, 7];
 //! let mut out = vec![0u8; 4];
-//! gpu.compute_into(&plan, LabelSlice::from(&labels[..]), &mut out)?;
+//! gpu.run(&plan, &[LabelSlice::from(&labels[..])], Outputs::bytes(&mut out))?;
 //! assert_eq!(out, [0, 1, 1, 1]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -39,7 +40,7 @@ use layout::Kernel;
 use pipeline::MaskPipelines;
 use pipelined::{Dispatch, Slot, read_back, run_blocks, submit_block};
 
-use crate::bits::MaskLayout;
+use crate::engine::{EnginePlan, Outputs};
 use crate::error::GpuError;
 use crate::label::LabelSlice;
 use crate::labels::plan::MaskPlan;
@@ -70,7 +71,7 @@ pub struct GpuEngine {
     buffers: Mutex<Buffers>,
     max_block_voxels: usize,
     /// The crop-group kernel (`shaders/cellmap.wgsl`), built on first use by
-    /// [`GpuEngine::compute_crop_into`] (`src/cellmap/gpu.rs`); the lock serialises its calls.
+    /// `GpuEngine::crop_into` (`src/cellmap/gpu.rs`); the lock serialises its calls.
     pub(crate) cellmap: Mutex<Option<crate::cellmap::gpu::CellmapKernel>>,
     /// Set by [`GpuEngine::give_up`]: the first failure of a computation, after which
     /// [`crate::Engine`] computes on the CPU instead.
@@ -153,74 +154,49 @@ impl GpuEngine {
         voxels / layout::BLOCK_QUANTUM * layout::BLOCK_QUANTUM
     }
 
-    /// Computes the mask of `labels` into `out`, channel-major (`out[c * n + i]`), exactly as
-    /// [`crate::cpu::compute_into`] does.
+    /// The one request on this engine alone: computes `plan` over `inputs` into `out`, exactly
+    /// as the CPU engine does (see [`crate::Engine::run`], which adds the fallback to the CPU
+    /// and `verify`). A failure is returned, not absorbed.
     ///
     /// # Panics
-    /// If `out.len() != plan.num_channels() * labels.len()`.
-    pub fn compute_into(
+    /// If `inputs` or `out` do not fit the plan (see [`EnginePlan`]).
+    pub fn run(
         &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
-        out: &mut [u8],
+        plan: &dyn EnginePlan,
+        inputs: &[LabelSlice<'_>],
+        out: Outputs<'_>,
     ) -> Result<(), GpuError> {
-        self.compute_layout_into(plan, labels, out, MaskLayout::Bytes)
+        plan.run_gpu(self, inputs, out)
     }
 
-    /// The bit-packed mask (see [`crate::bits`]), exactly as [`crate::cpu::compute_packed_into`].
-    ///
-    /// # Panics
-    /// If `out.len() != plan.num_channels() * packed_len(labels.len())`.
-    pub fn compute_packed_into(
+    /// The mask (any layout) or the mask and targets (`main_fused`) of a label-array plan.
+    pub(crate) fn mask_into(
         &self,
         plan: &MaskPlan,
         labels: LabelSlice<'_>,
-        out: &mut [u8],
+        out: Outputs<'_>,
     ) -> Result<(), GpuError> {
-        self.compute_layout_into(plan, labels, out, MaskLayout::Bits)
-    }
-
-    /// [`GpuEngine::compute_into`] or [`GpuEngine::compute_packed_into`] by `layout`.
-    pub fn compute_layout_into(
-        &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
-        out: &mut [u8],
-        layout: MaskLayout,
-    ) -> Result<(), GpuError> {
-        self.run(
-            plan,
-            labels,
-            &mut [out],
-            Kernel::Mask(layout),
-            Work::Compute,
-        )
-    }
-
-    /// The mask and the targets in one dispatch per block (`main_fused`), exactly as
-    /// [`crate::cpu::compute_fused_into`].
-    ///
-    /// # Panics
-    /// If `mask` or `targets` is not `plan.num_channels() * labels.len()` bytes long.
-    pub fn compute_fused_into(
-        &self,
-        plan: &MaskPlan,
-        labels: LabelSlice<'_>,
-        mask: &mut [u8],
-        targets: &mut [u8],
-    ) -> Result<(), GpuError> {
-        self.run(
-            plan,
-            labels,
-            &mut [mask, targets],
-            Kernel::Fused,
-            Work::Compute,
-        )
+        match out.targets {
+            None => self.mask_blocks(
+                plan,
+                labels,
+                &mut [out.mask],
+                Kernel::Mask(out.layout),
+                Work::Compute,
+            ),
+            Some(targets) => self.mask_blocks(
+                plan,
+                labels,
+                &mut [out.mask, targets],
+                Kernel::Fused,
+                Work::Compute,
+            ),
+        }
     }
 
     /// The block loop: upload, dispatch (unless `work` is [`Work::TransferOnly`]), read back
     /// into `outs`, one per output section of `kernel`.
-    fn run(
+    fn mask_blocks(
         &self,
         plan: &MaskPlan,
         labels: LabelSlice<'_>,

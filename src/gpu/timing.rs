@@ -1,5 +1,5 @@
 //! Timings for the benchmarks: the kernel alone, and the transfers alone, through the same
-//! blocks and buffers as [`GpuEngine::compute_layout_into`].
+//! blocks and buffers as [`GpuEngine::run`].
 
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ impl GpuEngine {
         let mut best = f64::INFINITY;
         for _ in 0..repeat.max(1) {
             let t = Instant::now();
-            self.run(
+            self.mask_blocks(
                 plan,
                 labels,
                 &mut [out],

@@ -255,7 +255,7 @@ pub fn compute_into(
 }
 
 /// The mask and the targets through the twin of `main_fused` (see
-/// [`crate::cpu::compute_fused_into`] for what they hold).
+/// [`crate::engine::Outputs`] for what they hold).
 pub fn compute_fused_into(
     plan: &MaskPlan,
     labels: LabelSlice<'_>,

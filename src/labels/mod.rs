@@ -27,9 +27,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use crate::bits::MaskLayout;
 use crate::cellmap::CropOptions;
 use crate::cellmap::crop::{explain_not_an_array, why_not_a_source_node};
-use crate::engine::Engine;
+use crate::engine::{Engine, Outputs};
 use crate::error::Result;
 use crate::geometry::VoxelRegion;
 use crate::groupings::{ChannelGroupings, Groupings};
@@ -230,12 +231,12 @@ impl MaskSource for LabelSource {
             )
         });
         let (slice, shape) = (labels.as_slice(), labels.shape());
-        match targets {
-            None => engine.compute_into(&self.plan, slice, shape, mask, verify),
-            Some(targets) => {
-                engine.compute_fused_into(&self.plan, slice, shape, mask, targets, verify)
-            }
-        }
+        let out = Outputs {
+            mask,
+            layout: MaskLayout::Bytes,
+            targets,
+        };
+        engine.run(&self.plan, &[slice], shape, out, verify)
     }
 
     fn output_attributes(&self) -> Map<String, Value> {

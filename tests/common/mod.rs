@@ -398,3 +398,13 @@ pub fn write_crop(
     annomask::synth::write_synth_volume(path, &volume, attrs).unwrap();
     path.to_path_buf()
 }
+
+/// The CPU engine's mask of `labels` (one request, one byte per voxel per channel).
+pub fn cpu_mask(plan: &annomask::MaskPlan, labels: &annomask::LabelArray) -> Vec<u8> {
+    let mut out = vec![0u8; plan.num_channels() * labels.as_slice().len()];
+    let out_ref = annomask::engine::Outputs::bytes(&mut out);
+    annomask::Engine::cpu()
+        .run(plan, &[labels.as_slice()], labels.shape(), out_ref, false)
+        .expect("the CPU engine does not fail");
+    out
+}

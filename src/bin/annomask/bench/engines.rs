@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use annomask::engine::Engine;
+use annomask::engine::{Engine, Outputs};
 use annomask::error::Result;
 use annomask::label::LabelDtype;
 use annomask::labels::plan::MaskPlan;
@@ -165,13 +165,13 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         timed.push((
             row(name, label_bytes + mask_bytes),
             wall(Box::new(move || {
-                engine.compute_into(plan, slice, shape, out, false)
+                engine.run(plan, &[slice], shape, Outputs::bytes(out), false)
             })),
         ));
         timed.push((
             row(&format!("{name} bit-packed"), label_bytes + packed_bytes),
             wall(Box::new(move || {
-                engine.compute_packed_into(plan, slice, shape, packed, false)
+                engine.run(plan, &[slice], shape, Outputs::bits(packed), false)
             })),
         ));
         // The GPU's own rows: its kernel alone, and its transfers alone.
