@@ -1,4 +1,6 @@
-//! Bit-packed masks: 1 bit per voxel per channel, 8x less output than one byte per voxel.
+//! The mask's layouts in memory ([`MaskLayout`]: one byte, or bit-packed at 1 bit per voxel per
+//! channel, 8x less output) and the buffers one computation writes ([`Outputs`], the request of
+//! [`crate::Engine::run`]).
 //!
 //! Layout: channel-major; each channel takes `packed_len(n) = ceil(n / 8)` bytes, voxel `i` at
 //! bit `i % 8` (least significant first) of byte `i / 8` — numpy's
@@ -13,6 +15,59 @@
 //! assert_eq!(packed, [0b0000_1101, 0b0000_0001]);
 //! assert_eq!(bits::unpack(&packed, mask.len()), mask);
 //! ```
+
+/// Where one request writes: the mask in `layout` and, when asked, the targets (one byte per
+/// voxel per channel). Both are channel-major: channel `c` takes bytes
+/// `c * layout.channel_len(n) ..` of `n` voxels.
+#[derive(Debug)]
+pub struct Outputs<'a> {
+    /// The mask.
+    pub mask: &'a mut [u8],
+    /// One byte per voxel ([`MaskLayout::Bytes`]) or bit-packed ([`MaskLayout::Bits`], see
+    /// [`crate::bits`]).
+    pub layout: MaskLayout,
+    /// The training targets (only with [`MaskLayout::Bytes`]).
+    pub targets: Option<&'a mut [u8]>,
+}
+
+impl<'a> Outputs<'a> {
+    /// A mask of one byte (0/1) per voxel per channel.
+    pub fn bytes(mask: &'a mut [u8]) -> Self {
+        Self::layout(mask, MaskLayout::Bytes)
+    }
+
+    /// A bit-packed mask: per channel `packed_len(n)` bytes, voxel `i` at bit `i % 8` of byte
+    /// `i / 8`.
+    pub fn bits(mask: &'a mut [u8]) -> Self {
+        Self::layout(mask, MaskLayout::Bits)
+    }
+
+    /// A mask in `layout`.
+    pub fn layout(mask: &'a mut [u8], layout: MaskLayout) -> Self {
+        Self {
+            mask,
+            layout,
+            targets: None,
+        }
+    }
+
+    /// The same mask and the targets, computed in the same pass.
+    pub fn with_targets(self, targets: &'a mut [u8]) -> Self {
+        Self {
+            targets: Some(targets),
+            ..self
+        }
+    }
+
+    /// The same outputs, borrowed for a shorter time.
+    pub fn reborrow(&mut self) -> Outputs<'_> {
+        Outputs {
+            mask: self.mask,
+            layout: self.layout,
+            targets: self.targets.as_deref_mut(),
+        }
+    }
+}
 
 /// How a mask is laid out in memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -31,7 +31,8 @@ use crate::labels::plan::MaskPlan;
 // The request: what a plan computes into (`Outputs`) and how a plan runs on each engine
 // (`EnginePlan`, implemented for `MaskPlan` and `CropPlan`).
 mod request;
-pub use request::{EnginePlan, Outputs};
+pub use crate::bits::Outputs;
+pub use request::EnginePlan;
 
 // The GPU side (`src/engine/gpu.rs`): the trial block of `auto`, `Engine::gpu`, `Engine::select`
 // and the fallback of a failing GPU engine. Without the `gpu` feature, `Engine::select` is the

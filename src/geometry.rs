@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::error::GeometryError;
+use thiserror::Error;
 
 /// Relative tolerance, in voxels, of the alignment checks.
 const ALIGN_TOLERANCE: f64 = 1e-6;
@@ -597,6 +597,38 @@ fn ome_ngff(
         return Ok(Some(g));
     }
     Ok(None)
+}
+
+/// A problem with geometry: voxel size, offset, axes, or a requested ROI (SPEC 3).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum GeometryError {
+    /// A requested ROI that cannot be served.
+    #[error(
+        "{path}: requested ROI {requested} {problem} (array ROI {available}, voxel size {voxel_size})"
+    )]
+    Roi {
+        /// The array.
+        path: String,
+        /// What was asked for.
+        requested: Box<Roi>,
+        /// The array's ROI.
+        available: Box<Roi>,
+        /// The array's voxel size, as text.
+        voxel_size: String,
+        /// What is wrong, e.g. "is not inside".
+        problem: String,
+    },
+    /// A geometry attribute (voxel size, offset, axes, multiscales) is malformed.
+    #[error("{path}: attribute `{attribute}`: {problem}")]
+    Attribute {
+        /// The array or group whose attribute is at fault.
+        path: String,
+        /// The attribute, e.g. `multiscales[0].datasets[0].coordinateTransformations`.
+        attribute: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::GroupingsError;
+use thiserror::Error;
 
 /// One output channel: a name and the ids it groups. An empty id list stands for "any
 /// foreground".
@@ -555,6 +555,111 @@ pub(crate) fn raw_channels(
             ))),
         })
         .collect()
+}
+
+/// A problem with the channel groupings (SPEC 1.3).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupingsError {
+    /// The groupings file could not be read.
+    #[error("{path}: cannot read groupings: {message}")]
+    Read {
+        /// The groupings file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// The groupings text is not JSON (or TOML) of the expected shape.
+    #[error("{source_name}: groupings are not valid: {message}")]
+    Parse {
+        /// Where the groupings came from (a path, or `<api>`).
+        source_name: String,
+        /// What is wrong, in one line (for TOML: line, column and the parser's message).
+        message: String,
+    },
+    /// The groupings list no channel (`[]`, `groupings = []`, or an empty TOML file).
+    #[error(
+        "{source_name}: the groupings have no channels; a mask needs at least one channel, \
+         e.g. [[\"mito\", [3, 4, 5]]]"
+    )]
+    NoChannels {
+        /// Where the groupings came from.
+        source_name: String,
+    },
+    /// A channel has an empty name.
+    #[error("{source_name}: channel {index} has an empty name")]
+    EmptyName {
+        /// Where the groupings came from.
+        source_name: String,
+        /// Position of the channel.
+        index: usize,
+    },
+    /// Two channels share a name.
+    #[error("{source_name}: channel name {name:?} is used by channels {first} and {second}")]
+    DuplicateName {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The name used twice.
+        name: String,
+        /// First channel with it.
+        first: usize,
+        /// Second channel with it.
+        second: usize,
+    },
+    /// A channel member is not a label id (a non-negative integer below 2^64).
+    #[error(
+        "{source_name}: channel {channel:?} member {position} is {found}, not a label id \
+         (an integer in 0..=18446744073709551615)"
+    )]
+    BadId {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The channel.
+        channel: String,
+        /// Position of the member in the channel's list.
+        position: usize,
+        /// The JSON that was found.
+        found: String,
+    },
+    /// A member of a class-name channel (CellMap crop groups, SPEC 1.4) is not a class name.
+    #[error(
+        "{source_name}: channel {channel:?} member {position} is {found}, not a class name \
+         (a non-empty string like \"mito_mem\")"
+    )]
+    BadClass {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The channel.
+        channel: String,
+        /// Position of the member in the channel's list.
+        position: usize,
+        /// The JSON that was found.
+        found: String,
+    },
+    /// A class-name channel lists no class (it would be trained everywhere and never positive).
+    #[error(
+        "{source_name}: channel {channel:?} lists no class; a crop-group channel needs at least \
+         one class name"
+    )]
+    NoClasses {
+        /// Where the groupings came from.
+        source_name: String,
+        /// The channel.
+        channel: String,
+    },
+    /// Groupings of the wrong kind for the source: label ids for a crop group, or class names
+    /// for a label array.
+    #[error("{path}: {source_kind} needs groupings by {expected}, these group {found}")]
+    WrongKind {
+        /// The source.
+        path: String,
+        /// `a label array` or `a CellMap crop group`.
+        source_kind: String,
+        /// What the source needs, e.g. `class name ([["mito", ["mito_mem", "mito_lum"]]])`.
+        expected: String,
+        /// What the groupings hold.
+        found: String,
+    },
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod feeder;
+pub mod formats;
 pub mod geometry;
 #[cfg(feature = "gpu")]
 pub mod gpu;

@@ -4,7 +4,7 @@
 //! A mask holds one [`MaskSource`]: a label array with a `labels` attribute (SPEC 1.1–1.3,
 //! grouped by [`Groupings`](crate::Groupings) of ids) or a CellMap crop group (SPEC 1.4,
 //! grouped by [`ClassGroupings`](crate::ClassGroupings) of class names), or any other format
-//! of [`crate::source::FORMATS`]. [`MissingAnnotationsMask::open`] detects the format once.
+//! of [`crate::formats::FORMATS`]. [`MissingAnnotationsMask::open`] detects the format once.
 
 use std::fmt;
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::geometry::{Coordinate, Roi, VoxelRegion};
 use crate::groupings::ChannelGroupings;
 use crate::node::Node;
 use crate::options::MaskOptions;
-use crate::source::{self, MaskSource, SourceBlock, SourcePlan};
+use crate::source::{MaskSource, SourceBlock, SourcePlan};
 use crate::volume::LabelVolume;
 
 /// A read-only, computed-on-request `u8` array of shape `(channels, *spatial)`, axes
@@ -191,7 +191,7 @@ impl MissingAnnotationsMask {
         crop_options: &CropOptions,
         engine: impl FnOnce() -> Result<Engine>,
     ) -> Result<Self> {
-        let format = source::detect(node);
+        let format = crate::formats::detect(node);
         let source = format.open(node, groupings, &options, crop_options)?;
         Ok(Self::from_source(source, options, engine()?))
     }

@@ -1,24 +1,14 @@
-//! The seam between the mask and its source formats: [`MaskSource`] (one opened source),
-//! [`SourceFormat`] (how a format is recognised and opened) and [`FORMATS`], the ordered list
-//! detection walks once.
+//! The seam between the mask and its source formats: [`MaskSource`] (one opened source) and
+//! [`SourceFormat`] (how a format is recognised and opened). The ordered list of formats that
+//! detection walks once is [`crate::formats::FORMATS`].
 //!
 //! A format lives in its own folder (`src/labels/` for label arrays, `src/cellmap/` for CellMap
 //! crop groups) and implements both traits; everything downstream — [`MissingAnnotationsMask`],
 //! the pipeline, the output, the feeder, the command line and the Python binding — works through
-//! them and never names a format. Adding a format adds its folder and one line to [`FORMATS`].
+//! them and never names a format. Adding a format adds its folder and one line to [`crate::formats::FORMATS`].
 //!
 //! Formats open sources from a [`Node`] (a zarrs store and a path in it), so every store
 //! serves every format.
-//!
-//! ```
-//! use annomask::{cellmap, node::Node, source, synth, ZarrFormat};
-//! let dir = tempfile::tempdir()?;
-//! let labels = synth::write_demo_crop(dir.path(), 8, ZarrFormat::V3)?;
-//! let crop = cellmap::synth::write_demo_crop(dir.path(), 8, ZarrFormat::V2)?;
-//! assert_eq!(source::detect(&Node::local(&labels)?).name(), "label array");
-//! assert_eq!(source::detect(&Node::local(&crop)?).name(), "CellMap crop group");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 //!
 //! [`MissingAnnotationsMask`]: crate::MissingAnnotationsMask
 
@@ -28,29 +18,14 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::cellmap::{CropFormat, CropOptions};
+use crate::cellmap::CropOptions;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::groupings::ChannelGroupings;
 use crate::label::LabelArray;
-use crate::labels::LabelFormat;
 use crate::node::Node;
 use crate::options::MaskOptions;
 use crate::volume::LabelVolume;
-
-/// The formats a source may be, in the order detection asks them: the first that
-/// [recognises](SourceFormat::recognises) a path opens it. The last is the fallback: it
-/// recognises every path, and explains why it cannot open one that is no source at all.
-pub static FORMATS: &[&dyn SourceFormat] = &[&CropFormat, &LabelFormat];
-
-/// The format of the source at `node`: the first of [`FORMATS`] that recognises it.
-pub fn detect(node: &Node) -> &'static dyn SourceFormat {
-    FORMATS
-        .iter()
-        .copied()
-        .find(|format| format.recognises(node))
-        .expect("the last format recognises every node")
-}
 
 /// An option of opening a source that only some formats use, as the command line names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +48,7 @@ pub trait SourceFormat: Send + Sync {
     /// Its name in messages, e.g. `label array`.
     fn name(&self) -> &'static str;
 
-    /// Whether `node` is of this format (cheap: reads metadata only). The last of [`FORMATS`]
+    /// Whether `node` is of this format (cheap: reads metadata only). The last of [`crate::formats::FORMATS`]
     /// answers true for every node.
     fn recognises(&self, node: &Node) -> bool;
 

@@ -8,9 +8,10 @@
 
 mod common;
 
-use annomask::cellmap::{CropPlan, twin};
+use annomask::cellmap::CropPlan;
 use annomask::engine::Outputs;
 use annomask::gpu::GpuEngine;
+use annomask::gpu::twins::cellmap as twin;
 use annomask::{Engine, LabelArray, LabelSlice};
 use common::crop::{CropCase, crop_case};
 use common::gpus;

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use annomask::bits::MaskLayout;
 use annomask::engine::Outputs;
-use annomask::gpu::{GpuEngine, twin};
+use annomask::gpu::GpuEngine;
+use annomask::gpu::twins::mask as twin;
 use annomask::{Engine, LabelArray, LabelSlice, MaskOptions, MaskPlan, MaskPolicy};
 use common::{Case, case, gpus, groupings, labels_of, pack_channels};
 use proptest::prelude::*;

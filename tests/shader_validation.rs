@@ -4,9 +4,9 @@
 //! with none, which also folds its constant expressions.
 
 use annomask::LabelDtype;
-use annomask::cellmap::gpu::CELLMAP_WGSL;
+use annomask::gpu::kernels::cellmap::CELLMAP_WGSL;
+use annomask::gpu::kernels::mask::MASK_WGSL;
 use annomask::gpu::layout::label_constants;
-use annomask::gpu::pipeline::MASK_WGSL;
 
 fn validate(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
@@ -94,10 +94,10 @@ fn workgroup_sizes_match_the_host() {
     }
 }
 
-/// The constants of `cellmap.wgsl` equal those of the host layout (`src/cellmap/layout.rs`).
+/// The constants of `cellmap.wgsl` equal those of the host layout (`src/gpu/layout/cellmap.rs`).
 #[test]
 fn cellmap_wgsl_constants_match_the_host() {
-    use annomask::cellmap::layout as host;
+    use annomask::gpu::layout::cellmap as host;
     let (module, _) = validate("cellmap.wgsl", CELLMAP_WGSL);
     let value_of = |name: &str| -> u32 {
         let c = module

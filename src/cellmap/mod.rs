@@ -16,25 +16,21 @@
 //! | [`crop`] | [`CropGroup`]: opening a crop, its classes and their arrays at a scale |
 //! | [`plan`] | [`CropPlan`]: the one description both engines execute |
 //! | [`cpu`] | the CPU engine |
-//! | `gpu`, `layout`, `twin` | the GPU kernel `shaders/cellmap.wgsl`: host code, host layout and CPU twin (the last two for the tests only); with the `gpu` feature |
 //! | [`report`] | the `inspect` report: class table, plan, warnings |
 //! | [`synth`] | writing synthetic crops (tests, demo, docs) |
+//!
+//! The GPU kernel of crop groups (`shaders/cellmap.wgsl`) is the GPU engine's, beside the
+//! label-array kernel: `gpu/kernels/cellmap.rs`, its host layout `gpu/layout/cellmap.rs` and
+//! its CPU twin `gpu/twins/cellmap.rs` (feature `gpu`).
 
 pub mod attrs;
 pub mod cpu;
 pub mod crop;
-#[cfg(feature = "gpu")]
-pub mod gpu;
-#[cfg(feature = "gpu")]
-#[doc(hidden)]
-pub mod layout;
+pub mod error;
 pub mod plan;
 pub mod report;
 pub mod source;
 pub mod synth;
-#[cfg(feature = "gpu")]
-#[doc(hidden)]
-pub mod twin;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};
 pub use plan::{ClassPlan, CropChannelPlan, CropPlan};

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 pub mod stream;
 mod targets;
 
-use crate::engine::Outputs;
+use crate::bits::Outputs;
 use crate::label::{Label, LabelSlice};
 use crate::labels::plan::MaskPlan;
 use crate::with_labels;

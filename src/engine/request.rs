@@ -2,7 +2,7 @@
 //! [`Outputs`], on the CPU or on a GPU engine. [`crate::Engine::run`] picks the engine, falls
 //! back from a failing GPU to the CPU and verifies.
 
-use crate::bits::MaskLayout;
+use crate::bits::{MaskLayout, Outputs};
 use crate::cellmap::CropPlan;
 #[cfg(feature = "gpu")]
 use crate::error::GpuError;
@@ -10,59 +10,6 @@ use crate::error::GpuError;
 use crate::gpu::GpuEngine;
 use crate::label::LabelSlice;
 use crate::labels::plan::MaskPlan;
-
-/// Where one request writes: the mask in `layout` and, when asked, the targets (one byte per
-/// voxel per channel). Both are channel-major: channel `c` takes bytes
-/// `c * layout.channel_len(n) ..` of `n` voxels.
-#[derive(Debug)]
-pub struct Outputs<'a> {
-    /// The mask.
-    pub mask: &'a mut [u8],
-    /// One byte per voxel ([`MaskLayout::Bytes`]) or bit-packed ([`MaskLayout::Bits`], see
-    /// [`crate::bits`]).
-    pub layout: MaskLayout,
-    /// The training targets (only with [`MaskLayout::Bytes`]).
-    pub targets: Option<&'a mut [u8]>,
-}
-
-impl<'a> Outputs<'a> {
-    /// A mask of one byte (0/1) per voxel per channel.
-    pub fn bytes(mask: &'a mut [u8]) -> Self {
-        Self::layout(mask, MaskLayout::Bytes)
-    }
-
-    /// A bit-packed mask: per channel `packed_len(n)` bytes, voxel `i` at bit `i % 8` of byte
-    /// `i / 8`.
-    pub fn bits(mask: &'a mut [u8]) -> Self {
-        Self::layout(mask, MaskLayout::Bits)
-    }
-
-    /// A mask in `layout`.
-    pub fn layout(mask: &'a mut [u8], layout: MaskLayout) -> Self {
-        Self {
-            mask,
-            layout,
-            targets: None,
-        }
-    }
-
-    /// The same mask and the targets, computed in the same pass.
-    pub fn with_targets(self, targets: &'a mut [u8]) -> Self {
-        Self {
-            targets: Some(targets),
-            ..self
-        }
-    }
-
-    /// The same outputs, borrowed for a shorter time.
-    pub fn reborrow(&mut self) -> Outputs<'_> {
-        Outputs {
-            mask: self.mask,
-            layout: self.layout,
-            targets: self.targets.as_deref_mut(),
-        }
-    }
-}
 
 /// A plan that the engines can run: it knows its inputs, and how to compute them on the CPU
 /// and (feature `gpu`) on a [`GpuEngine`]. Both must give the same bytes.
@@ -153,5 +100,23 @@ impl EnginePlan for CropPlan {
     ) -> Result<(), GpuError> {
         crop_layout(&out);
         gpu.crop_into(self, inputs, out.mask, out.targets)
+    }
+}
+
+#[cfg(feature = "gpu")]
+impl GpuEngine {
+    /// The one request on this engine alone: computes `plan` over `inputs` into `out`, exactly
+    /// as the CPU engine does (see [`crate::Engine::run`], which adds the fallback to the CPU
+    /// and `verify`). A failure is returned, not absorbed.
+    ///
+    /// # Panics
+    /// If `inputs` or `out` do not fit the plan (see [`EnginePlan`]).
+    pub fn run(
+        &self,
+        plan: &dyn EnginePlan,
+        inputs: &[LabelSlice<'_>],
+        out: Outputs<'_>,
+    ) -> Result<(), GpuError> {
+        plan.run_gpu(self, inputs, out)
     }
 }

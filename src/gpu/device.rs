@@ -1,8 +1,8 @@
 //! Masks and targets that stay on the GPU, for a wgpu consumer (a training step on the same
 //! device): no readback, the caller owns the buffers.
 
+use super::double_buffer::{bind_group, encode_dispatch, wait};
 use super::layout::{self, Kernel};
-use super::pipelined::{bind_group, encode_dispatch, wait};
 use super::{GpuContext, GpuEngine};
 use crate::error::GpuError;
 use crate::label::LabelSlice;
@@ -48,7 +48,7 @@ impl DeviceMask {
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        let view = super::pipelined::wait_mapped(
+        let view = super::double_buffer::wait_mapped(
             ctx,
             "device mask readback",
             &staging,

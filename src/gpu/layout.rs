@@ -1,8 +1,12 @@
-//! The data layout shared by the GPU engine and its CPU twin: the `Params` uniform, the plan
-//! words, label words, blocks and the dispatch grid. Everything here is plain data; both
-//! engines call the same functions, so the twin checks the host side of the GPU path too.
+//! The data layout shared by the label-array kernel and its CPU twin: the `Params` uniform, the
+//! plan words, label words, blocks and the dispatch grid. Everything here is plain data; both
+//! engines call the same functions, so the twin checks the host side of the GPU path too. The
+//! crop-group kernel's layout is [`cellmap`]; it reuses the blocks, grid, uploads and scatter
+//! of this one.
 
 use bytemuck::{Pod, Zeroable};
+
+pub mod cellmap;
 
 use crate::bits::{MaskLayout, packed_len};
 use crate::label::{LabelDtype, LabelSlice};

@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
+use super::GpuEngine;
+use super::double_buffer::time_dispatch;
+use super::kernels::mask::Work;
 use super::layout::Kernel;
-use super::pipelined::time_dispatch;
-use super::{GpuEngine, Work};
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
 use crate::label::LabelSlice;

@@ -29,7 +29,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::error::MetadataError;
+use thiserror::Error;
 
 /// Whether sparse annotations count as missing (the default) or as annotated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -397,6 +397,41 @@ fn parse_entry(path: &str, index: usize, raw: &Value) -> Result<LabelEntry, Meta
         },
         format,
     })
+}
+
+/// A problem with the annotation metadata (`labels` attribute, SPEC 1.2).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// The array has no `labels` attribute and `allow_missing_metadata` is off.
+    #[error(
+        "{path}: no `labels` attribute (annotation metadata); pass allow_missing_metadata \
+         (--allow-missing-metadata) to treat every id as annotated"
+    )]
+    MissingLabels {
+        /// The label array.
+        path: String,
+    },
+    /// The `labels` attribute is not a list.
+    #[error("{path}: attribute `labels` must be a list of entries, found {found}")]
+    NotAList {
+        /// The label array.
+        path: String,
+        /// The JSON kind that was found instead.
+        found: String,
+    },
+    /// One entry of the `labels` list is malformed.
+    #[error("{path}: labels[{index}].{field}: {problem}")]
+    Entry {
+        /// The label array.
+        path: String,
+        /// Position of the entry in the `labels` list.
+        index: usize,
+        /// The field at fault, e.g. `annotationState.present`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! id, whether it is present and annotated; channels group ids.
 //!
 //! [`LabelFormat`] recognises and opens them (the fallback of
-//! [`source::FORMATS`](crate::source::FORMATS): anything that is no other format is tried as a
+//! [`formats::FORMATS`](crate::formats::FORMATS): anything that is no other format is tried as a
 //! label array), [`LabelSource`] is one opened, with its [`metadata`], [`plan`] and the
 //! [`inspect`] report.
 //!
@@ -28,9 +28,10 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::bits::MaskLayout;
+use crate::bits::Outputs;
 use crate::cellmap::CropOptions;
 use crate::cellmap::crop::{explain_not_an_array, why_not_a_source_node};
-use crate::engine::{Engine, Outputs};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::geometry::VoxelRegion;
 use crate::groupings::{ChannelGroupings, Groupings};

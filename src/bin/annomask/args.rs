@@ -91,7 +91,7 @@ pub fn check_source(
     crop: &CropArgs,
 ) -> Result<(Node, &'static dyn SourceFormat), CliError> {
     let node = Node::local(path).map_err(annomask::Error::from)?;
-    let format = annomask::source::detect(&node);
+    let format = annomask::formats::detect(&node);
     format.check(&node)?;
     let given = mask
         .given()
@@ -104,7 +104,7 @@ pub fn check_source(
         );
     for (option, flag, value) in given {
         if let Some(why) = format.refuses(option, &value) {
-            let accepted: Vec<&str> = annomask::source::FORMATS
+            let accepted: Vec<&str> = annomask::formats::FORMATS
                 .iter()
                 .filter(|f| f.refuses(option, &value).is_none())
                 .map(|f| f.name())

@@ -23,8 +23,8 @@ use annomask::synth;
 use annomask::volume::ZarrFormat;
 use serde_json::{Value, json};
 
+use super::compute::{TimedRow, bench_groupings, run_script, storage};
 use super::cpu_model;
-use super::pipeline::{PipelineRow, pipeline_groupings, run_script, storage};
 
 /// The Python feeder, written next to the crop and run by the reference's Python.
 pub const PYTHON_FEEDER: &str = include_str!("../../../../scripts/python_feeder.py");
@@ -60,9 +60,9 @@ pub struct FeederReport {
     /// Voxels per ROI.
     pub roi_voxels: u64,
     /// The annomask feeder, seconds per round.
-    pub annomask: PipelineRow,
+    pub annomask: TimedRow,
     /// The numpy feeder (its own timing, after imports), where run.
-    pub numpy: Option<PipelineRow>,
+    pub numpy: Option<TimedRow>,
     /// Skips and checks.
     pub notes: Vec<String>,
 }
@@ -86,7 +86,7 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
         dir.display()
     ));
     let labels = synth::write_demo_crop(dir, size, ZarrFormat::V3)?;
-    let groupings = pipeline_groupings(config.channels.max(1));
+    let groupings = bench_groupings(config.channels.max(1));
     let engine = Engine::select(config.engine)?;
     let mut notes = vec![format!("engine: {}", engine.describe())];
     let mask = Arc::new(MissingAnnotationsMask::open_with_engine(
@@ -141,10 +141,10 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
         }
     };
 
-    let mut annomask = PipelineRow::new("annomask feeder (fused, prefetched)");
+    let mut annomask = TimedRow::new("annomask feeder (fused, prefetched)");
     let mut numpy = python
         .as_ref()
-        .map(|_| PipelineRow::new("numpy DaCapo-style feeder (job only)"));
+        .map(|_| TimedRow::new("numpy DaCapo-style feeder (job only)"));
     let mut python = python;
     let rounds = config.repeat.max(1);
     let mut first_sums = None;
@@ -212,7 +212,7 @@ fn run_numpy(command: &mut Command) -> std::result::Result<(f64, Value), String>
 
 impl FeederReport {
     /// Batches per second of a row's best round.
-    pub fn batches_per_second(&self, row: &PipelineRow) -> f64 {
+    pub fn batches_per_second(&self, row: &TimedRow) -> f64 {
         self.batches as f64 / row.best()
     }
 
@@ -223,7 +223,7 @@ impl FeederReport {
 
     /// Machine-readable form.
     pub fn to_json(&self) -> Value {
-        let row = |r: &PipelineRow| {
+        let row = |r: &TimedRow| {
             json!({
                 "name": r.name, "seconds": r.seconds, "best_seconds": r.best(),
                 "batches_per_s": self.batches_per_second(r),

@@ -1,23 +1,23 @@
 //! `annomask bench`: the engines against a memcpy of the same bytes and the numpy reference
 //! ([`engines`]), or with `--pipeline` whole compute jobs against plain zarrs I/O and a
-//! Python user's pipeline ([`pipeline`]), or with `--feeder` the training feeder against a
+//! Python user's pipeline ([`compute`]), or with `--feeder` the training feeder against a
 //! DaCapo-style numpy feeder ([`feeder`]), in one run.
 //!
 //! The harness is part of the binary, not of the library: it starts Python and reads
 //! `/proc/cpuinfo`, which no library user needs.
 
+mod compute;
 mod engines;
 mod feeder;
-mod pipeline;
 
 use std::path::{Path, PathBuf};
 
 use annomask::{EngineChoice, LabelDtype, MaskPolicy};
 use clap::Args;
 
+use self::compute::ComputeBenchConfig;
 use self::engines::BenchConfig;
 use self::feeder::FeederBenchConfig;
-use self::pipeline::PipelineConfig;
 use crate::CliError;
 
 #[derive(Args, Debug)]
@@ -140,7 +140,7 @@ fn reference(args: &BenchArgs) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let reference = reference(&args)?;
     if args.pipeline {
-        let config = PipelineConfig {
+        let config = ComputeBenchConfig {
             size: args.size as usize,
             channels: args.channels as usize,
             engine: args.engine,
@@ -148,7 +148,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             dir: args.dir.clone(),
             reference,
         };
-        let report = pipeline::run(&config, &|line| eprintln!("bench: {line}"))?;
+        let report = compute::run(&config, &|line| eprintln!("bench: {line}"))?;
         return show(&report, report.to_json(), &args);
     }
     if args.feeder {

@@ -5,9 +5,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::attrs::AnnotationKind;
-use super::plan::CropPlan;
-use crate::gpu::layout::{WORKGROUP_SIZE, grid, quads, split};
+use super::{WORKGROUP_SIZE, grid, quads, split};
+use crate::cellmap::CropPlan;
+use crate::cellmap::attrs::AnnotationKind;
 use crate::label::LabelDtype;
 use crate::labels::plan::ChannelSet;
 

@@ -3,8 +3,8 @@
 //! buffers as the GPU (`compute_into` uses the engine's own layout functions), so a mismatch
 //! points at the shader or at the host side.
 
-use super::layout::{self, Kernel, Params, WORKGROUP_SIZE};
 use crate::bits::MaskLayout;
+use crate::gpu::layout::{self, Kernel, Params, WORKGROUP_SIZE};
 use crate::label::LabelSlice;
 use crate::labels::plan::MaskPlan;
 

@@ -52,7 +52,7 @@ pub const PYTHON_PIPELINE: &str = include_str!("../../../../scripts/python_pipel
 
 /// What to measure.
 #[derive(Clone, Debug)]
-pub struct PipelineConfig {
+pub struct ComputeBenchConfig {
     /// Edge of the cubic crop, in voxels (default 256).
     pub size: usize,
     /// Number of channels (default 8).
@@ -69,7 +69,7 @@ pub struct PipelineConfig {
 
 /// The groupings of the benchmark: `channels` channels over the demo crop's ids (the demo's five,
 /// then single classes; repeated with a suffix beyond eight).
-pub fn pipeline_groupings(channels: usize) -> Groupings {
+pub fn bench_groupings(channels: usize) -> Groupings {
     let base: [(&str, &[u64]); 8] = [
         ("mito", &[3, 4, 5]),
         ("er", &[16, 17]),
@@ -93,14 +93,14 @@ pub fn pipeline_groupings(channels: usize) -> Groupings {
 
 /// One timed thing, with the time of every round.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PipelineRow {
+pub struct TimedRow {
     /// What was timed.
     pub name: String,
     /// Seconds, one per round.
     pub seconds: Vec<f64>,
 }
 
-impl PipelineRow {
+impl TimedRow {
     /// A row with no rounds yet.
     pub fn new(name: &str) -> Self {
         Self {
@@ -133,7 +133,7 @@ impl PipelineRow {
 
 /// The result of a run.
 #[derive(Clone, Debug)]
-pub struct PipelineReport {
+pub struct ComputeBenchReport {
     /// What was measured.
     pub config: String,
     /// CPU model and threads, and the engine.
@@ -141,15 +141,15 @@ pub struct PipelineReport {
     /// Voxels of the crop.
     pub voxels: u64,
     /// `annomask compute` through the library pipeline.
-    pub annomask: PipelineRow,
+    pub annomask: TimedRow,
     /// The same with `--writers 0`.
-    pub annomask_inline: PipelineRow,
+    pub annomask_inline: TimedRow,
     /// Plain zarrs read + write (the ceiling).
-    pub zarrs: PipelineRow,
+    pub zarrs: TimedRow,
     /// The same through the atomic store.
-    pub zarrs_atomic: PipelineRow,
+    pub zarrs_atomic: TimedRow,
     /// The Python pipeline as a whole process, and its own timing of the job; where run.
-    pub python: Option<(PipelineRow, PipelineRow)>,
+    pub python: Option<(TimedRow, TimedRow)>,
     /// Skips and checks.
     pub notes: Vec<String>,
 }
@@ -314,7 +314,7 @@ pub(super) fn run_script(
 }
 
 /// Runs the benchmark; `log` hears what is being done (writing the crop, each round).
-pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport> {
+pub fn run(config: &ComputeBenchConfig, log: &dyn Fn(&str)) -> Result<ComputeBenchReport> {
     let size = config.size.max(1);
     let temp = match &config.dir {
         Some(d) => {
@@ -330,7 +330,7 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
         dir.display()
     ));
     let labels = synth::write_demo_crop(dir, size, ZarrFormat::V3)?;
-    let groupings = pipeline_groupings(config.channels.max(1));
+    let groupings = bench_groupings(config.channels.max(1));
     let groupings_file = dir.join("groupings.json");
     let list: Vec<Value> = groupings
         .channels()
@@ -376,14 +376,14 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
         }
     };
 
-    let mut annomask = PipelineRow::new("annomask compute (library pipeline)");
-    let mut annomask_inline = PipelineRow::new("  same, --writers 0 (readers write)");
-    let mut zarrs = PipelineRow::new("zarrs read + write, no compute (ceiling)");
-    let mut zarrs_atomic = PipelineRow::new("  same, atomic store (temp + fsync + rename)");
+    let mut annomask = TimedRow::new("annomask compute (library pipeline)");
+    let mut annomask_inline = TimedRow::new("  same, --writers 0 (readers write)");
+    let mut zarrs = TimedRow::new("zarrs read + write, no compute (ceiling)");
+    let mut zarrs_atomic = TimedRow::new("  same, atomic store (temp + fsync + rename)");
     let mut python_rows = python.as_ref().map(|_| {
         (
-            PipelineRow::new("python: zarr-python + DaCapo numpy (process)"),
-            PipelineRow::new("  same, job only (no start-up, imports)"),
+            TimedRow::new("python: zarr-python + DaCapo numpy (process)"),
+            TimedRow::new("  same, job only (no start-up, imports)"),
         )
     });
     let out = dir.join("out.zarr");
@@ -431,7 +431,7 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
     }
     remove(&out)?;
     let chunk = size.min(64);
-    Ok(PipelineReport {
+    Ok(ComputeBenchReport {
         config: format!(
             "{size}^3 uint64 crop (zarr v3, blosc-lz4, {chunk}^3 chunks, {} chunks), {} channels, \
              best of {rounds} interleaved rounds",
@@ -449,8 +449,8 @@ pub fn run(config: &PipelineConfig, log: &dyn Fn(&str)) -> Result<PipelineReport
     })
 }
 
-impl PipelineReport {
-    fn rows(&self) -> Vec<&PipelineRow> {
+impl ComputeBenchReport {
+    fn rows(&self) -> Vec<&TimedRow> {
         let mut rows = vec![
             &self.annomask,
             &self.annomask_inline,
@@ -477,7 +477,7 @@ impl PipelineReport {
 
     /// Machine-readable form.
     pub fn to_json(&self) -> Value {
-        let row = |r: &PipelineRow| {
+        let row = |r: &TimedRow| {
             json!({
                 "name": r.name,
                 "seconds": r.seconds,
@@ -502,7 +502,7 @@ impl PipelineReport {
     }
 }
 
-impl fmt::Display for PipelineReport {
+impl fmt::Display for ComputeBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.config)?;
         writeln!(f, "machine: {}", self.machine)?;
@@ -549,7 +549,7 @@ mod tests {
 
     #[test]
     fn groupings_repeat_the_demo_channels() {
-        let g = pipeline_groupings(10);
+        let g = bench_groupings(10);
         let names: Vec<&str> = g.names().collect();
         assert_eq!(names[..5], ["mito", "er", "nucleus", "ecs", "all"]);
         assert_eq!(names[8..], ["mito_1", "er_1"]);
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn median_of_even_and_odd_rounds() {
-        let mut r = PipelineRow::new("x");
+        let mut r = TimedRow::new("x");
         r.seconds = vec![3.0, 1.0, 2.0];
         assert_eq!((r.best(), r.median()), (1.0, 2.0));
         r.seconds.push(10.0);

@@ -1,7 +1,8 @@
-//! The crop-group kernel on the GPU engine: `shaders/cellmap.wgsl`, its pipeline, and
-//! `GpuEngine::crop_into` (reached through [`GpuEngine::run`] with a [`CropPlan`]).
+//! The crop-group kernel, `shaders/cellmap.wgsl`: its pipeline, its buffers, and the block loop
+//! of `GpuEngine` that runs it (reached through [`GpuEngine::run`] with a [`CropPlan`]). Its
+//! host layout is `gpu/layout/cellmap.rs`, its CPU twin `gpu/twins/cellmap.rs`.
 //!
-//! The kernel lives inside the [`GpuEngine`] (built on first use, then reused by every crop that
+//! The kernel is in the engine's registry (built on first use, then reused by every crop that
 //! engine computes) and shares its device. Per block of voxels, the values of every class the
 //! plan reads are uploaded into one buffer (each at `quads * prefix[k]` words; classes may
 //! differ in dtype), one dispatch writes every channel's mask and, when asked, its targets into
@@ -26,21 +27,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::layout::{self, Params};
-use super::plan::CropPlan;
+use super::GpuKernel;
 use crate::bits::MaskLayout;
+use crate::cellmap::CropPlan;
 use crate::error::GpuError;
 use crate::gpu::buffers::GrowBuffer;
+use crate::gpu::double_buffer::{Dispatch, InFlight, Slot, read_back, run_blocks, submit_block};
+use crate::gpu::layout::cellmap::{self as layout, Params};
 use crate::gpu::layout::{blocks, label_upload};
-use crate::gpu::pipeline::kernel_layouts;
-use crate::gpu::pipelined::{Dispatch, InFlight, Slot, read_back, run_blocks, submit_block};
+use crate::gpu::shader::kernel_layouts;
 use crate::gpu::{GpuContext, GpuEngine};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The WGSL source of the crop-group kernel.
-pub const CELLMAP_WGSL: &str = include_str!("../../shaders/cellmap.wgsl");
+pub const CELLMAP_WGSL: &str = include_str!("../../../shaders/cellmap.wgsl");
 
-/// The compiled crop-group kernel and its reusable buffers, held by a [`GpuEngine`].
+/// The compiled crop-group kernel and its reusable buffers, in a [`GpuEngine`]'s registry.
 pub struct CellmapKernel {
     bind_group_layout: wgpu::BindGroupLayout,
     pipeline: wgpu::ComputePipeline,
@@ -48,9 +50,9 @@ pub struct CellmapKernel {
     slots: [Slot; 2],
 }
 
-impl CellmapKernel {
+impl GpuKernel for CellmapKernel {
     /// Compiles `shaders/cellmap.wgsl` on `ctx`.
-    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+    fn build(ctx: &GpuContext) -> Result<Self, GpuError> {
         ctx.scoped("shader compilation (shaders/cellmap.wgsl)", || {
             let (module, bind_group_layout, pipeline_layout) =
                 kernel_layouts(ctx, "cellmap.wgsl", CELLMAP_WGSL);
@@ -111,61 +113,62 @@ impl GpuEngine {
         mask: &mut [u8],
         targets: Option<&mut [u8]>,
     ) -> Result<(), GpuError> {
-        let n =
-            super::cpu::check_sizes(plan, classes, mask.len(), targets.as_ref().map(|t| t.len()));
+        let n = crate::cellmap::cpu::check_sizes(
+            plan,
+            classes,
+            mask.len(),
+            targets.as_ref().map(|t| t.len()),
+        );
         if n == 0 || plan.num_channels() == 0 {
             return Ok(());
         }
         let ctx = self.context();
-        let mut guard = self.cellmap.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(CellmapKernel::new(ctx)?);
-        }
-        let kernel = guard.as_mut().expect("built above");
         let dtypes: Vec<LabelDtype> = classes.iter().map(LabelSlice::dtype).collect();
         let with_targets = targets.is_some();
-        let plan_buffer = kernel
-            .plan
-            .upload_words(ctx, &layout::plan_words(plan, &dtypes))?;
-        let block_voxels = self.crop_block_voxels(plan, &dtypes, with_targets);
-        let mut outs: Vec<&mut [u8]> = std::iter::once(mask).chain(targets).collect();
-        let CellmapKernel {
-            bind_group_layout,
-            pipeline,
-            slots,
-            ..
-        } = kernel;
-        let call = Call {
-            ctx,
-            bind_group_layout,
-            pipeline,
-            plan_buffer: &plan_buffer,
-            plan,
-            prefix: layout::prefixes(&dtypes),
-            targets: with_targets,
-        };
-        run_blocks(
-            slots,
-            blocks(n, block_voxels),
-            |slot, start, voxels| {
-                let block: Vec<LabelSlice<'_>> = classes
-                    .iter()
-                    .map(|c| c.slice(start..start + voxels))
-                    .collect();
-                call.submit(slot, &block, voxels)
-            },
-            |slot, done| {
-                read_back(
-                    ctx,
-                    "cellmap readback",
-                    slot,
-                    done,
-                    &mut outs,
-                    n,
-                    MaskLayout::Bytes,
-                )
-            },
-        )
+        self.with_kernel(|kernel: &mut CellmapKernel| {
+            let plan_buffer = kernel
+                .plan
+                .upload_words(ctx, &layout::plan_words(plan, &dtypes))?;
+            let block_voxels = self.crop_block_voxels(plan, &dtypes, with_targets);
+            let mut outs: Vec<&mut [u8]> = std::iter::once(mask).chain(targets).collect();
+            let CellmapKernel {
+                bind_group_layout,
+                pipeline,
+                slots,
+                ..
+            } = kernel;
+            let call = Call {
+                ctx,
+                bind_group_layout,
+                pipeline,
+                plan_buffer: &plan_buffer,
+                plan,
+                prefix: layout::prefixes(&dtypes),
+                targets: with_targets,
+            };
+            run_blocks(
+                slots,
+                blocks(n, block_voxels),
+                |slot, start, voxels| {
+                    let block: Vec<LabelSlice<'_>> = classes
+                        .iter()
+                        .map(|c| c.slice(start..start + voxels))
+                        .collect();
+                    call.submit(slot, &block, voxels)
+                },
+                |slot, done| {
+                    read_back(
+                        ctx,
+                        "cellmap readback",
+                        slot,
+                        done,
+                        &mut outs,
+                        n,
+                        MaskLayout::Bytes,
+                    )
+                },
+            )
+        })
     }
 }
 

@@ -3,13 +3,13 @@
 //! as the GPU (`compute_into` uses the engine's own layout functions), so a mismatch points at
 //! the shader or at the host side.
 
-use super::layout::{
-    self, CLASS_WORDS, HAS_ABSENT, HAS_PRESENT, HAS_UNKNOWN, INSTANCE, Params, SIGNED,
-};
-use super::plan::CropPlan;
+use super::mask::{at, extract_bits};
 use crate::bits::MaskLayout;
+use crate::cellmap::CropPlan;
+use crate::gpu::layout::cellmap::{
+    self as layout, CLASS_WORDS, HAS_ABSENT, HAS_PRESENT, HAS_UNKNOWN, INSTANCE, Params, SIGNED,
+};
 use crate::gpu::layout::{WORKGROUP_SIZE, blocks, grid, label_upload, scatter};
-use crate::gpu::twin::{at, extract_bits};
 use crate::label::{LabelDtype, LabelSlice};
 
 /// The shader's bindings: `params`, `values`, `plan`, `out`.
@@ -170,7 +170,12 @@ pub fn compute_into(
     mut targets: Option<&mut [u8]>,
     max_block_voxels: usize,
 ) {
-    let n = super::cpu::check_sizes(plan, classes, mask.len(), targets.as_ref().map(|t| t.len()));
+    let n = crate::cellmap::cpu::check_sizes(
+        plan,
+        classes,
+        mask.len(),
+        targets.as_ref().map(|t| t.len()),
+    );
     if n == 0 || plan.num_channels() == 0 {
         return;
     }
