@@ -19,7 +19,7 @@ use zarrs::array::{Array, ArraySubset, CodecOptions};
 use zarrs::storage::ReadableStorageTraits;
 
 use crate::budget::human_bytes;
-use crate::error::{Error, StorageError};
+use crate::error::{Cause, Error, StorageError};
 use crate::geometry::VoxelRegion;
 use crate::label::Label;
 
@@ -45,11 +45,11 @@ fn partial_reads_are_checked(array: &Array<dyn ReadableStorageTraits>) -> (bool,
 }
 
 impl ChunkSource<'_> {
-    fn error(&self, what: String, message: impl ToString) -> Error {
+    fn error(&self, what: String, message: impl Into<Cause>) -> Error {
         StorageError::Read {
             path: self.name.to_string(),
             what,
-            message: message.to_string(),
+            message: message.into(),
         }
         .into()
     }
@@ -73,18 +73,18 @@ impl ChunkSource<'_> {
     pub fn read<T: Label>(&self, region: &VoxelRegion) -> Result<ArrayD<T>, Error> {
         let describe = || format!("voxels start {:?} shape {:?}", region.start, region.shape);
         let subset = ArraySubset::new_with_start_shape(region.start.clone(), region.shape.clone())
-            .map_err(|e| self.error(describe(), e))?;
+            .map_err(|e| self.error(describe(), Cause::error(e)))?;
         let chunks = self
             .array
             .chunks_in_array_subset(&subset)
-            .map_err(|e| self.error(describe(), e))?
+            .map_err(|e| self.error(describe(), Cause::error(e)))?
             .ok_or_else(|| self.error(describe(), "the chunk grid does not cover the region"))?;
         let indices: Vec<Vec<u64>> = chunks.indices().into_iter().map(|c| c.to_vec()).collect();
         if let [chunk] = indices.as_slice() {
             let chunk_subset = self
                 .array
                 .chunk_subset(chunk)
-                .map_err(|e| self.error(self.chunk_name(chunk), e))?;
+                .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
             if chunk_subset == subset {
                 return Ok(self.read_part(chunk, &chunk_subset, &chunk_subset)?.data);
             }
@@ -94,17 +94,17 @@ impl ChunkSource<'_> {
             .iter()
             .map(|&s| usize::try_from(s))
             .collect::<Result<_, _>>()
-            .map_err(|e| self.error(describe(), e))?;
+            .map_err(|e| self.error(describe(), Cause::error(e)))?;
         let parts: Vec<(ArraySubset, Part<T>)> = indices
             .par_iter()
             .map(|chunk| {
                 let chunk_subset = self
                     .array
                     .chunk_subset(chunk)
-                    .map_err(|e| self.error(self.chunk_name(chunk), e))?;
+                    .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
                 let inside = chunk_subset
                     .overlap(&subset)
-                    .map_err(|e| self.error(self.chunk_name(chunk), e))?;
+                    .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
                 let part = self.read_part::<T>(chunk, &chunk_subset, &inside)?;
                 Ok((inside, part))
             })
@@ -127,7 +127,7 @@ impl ChunkSource<'_> {
         chunk_subset: &ArraySubset,
         inside: &ArraySubset,
     ) -> Result<Part<T>, Error> {
-        let fail = |e: &dyn std::fmt::Display| self.error(self.chunk_name(chunk), e);
+        let fail = |e: Cause| self.error(self.chunk_name(chunk), e);
         let elements = chunk_subset.num_elements();
         let size = std::mem::size_of::<T>() as u64;
         let decoded = elements.saturating_mul(size);
@@ -137,7 +137,7 @@ impl ChunkSource<'_> {
                 Some(cache) => cache.retrieve_chunk(chunk, &options),
                 None => self.array.retrieve_chunk(chunk),
             }
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| fail(Cause::error(e)))?;
             return Ok(Part {
                 data: whole,
                 start: chunk_subset.start().to_vec(),
@@ -145,37 +145,41 @@ impl ChunkSource<'_> {
         }
         // Too large to decode whole: read in part where that can be checked.
         let key = self.array.chunk_key(chunk);
-        let stored = self.array.storage().size_key(&key).map_err(|e| fail(&e))?;
+        let stored = self
+            .array
+            .storage()
+            .size_key(&key)
+            .map_err(|e| fail(Cause::error(e)))?;
         let (raw, sharded) = partial_reads_are_checked(self.array);
         match stored {
             // Not stored: the fill value, whatever the codec.
             None => {}
             Some(stored) if raw && stored != decoded => {
-                return Err(fail(&format!(
+                return Err(fail(Cause::text(format!(
                     "it holds {stored} bytes, an uncompressed chunk of {elements} voxels of \
                      {size} bytes holds {decoded}"
-                )));
+                ))));
             }
             Some(_) if raw => {}
             Some(_) if sharded => {}
             Some(_) => {
-                return Err(fail(&format!(
+                return Err(fail(Cause::text(format!(
                     "it decodes to {}, more than the chunk limit of {} (a quarter of the \
                      memory budget); compressed chunks are decoded whole: raise \
                      --memory-budget (or {}), or rechunk the labels",
                     human_bytes(decoded),
                     human_bytes(self.chunk_limit),
                     crate::budget::BUDGET_VARIABLE,
-                )));
+                ))));
             }
         }
         let relative = inside
             .relative_to(chunk_subset.start())
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| fail(Cause::error(e)))?;
         let data = self
             .array
             .retrieve_chunk_subset::<ArrayD<T>>(chunk, &relative)
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| fail(Cause::error(e)))?;
         Ok(Part {
             data,
             start: inside.start().to_vec(),

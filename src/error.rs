@@ -6,6 +6,9 @@
 //! Every message names the thing at fault: the array path, the metadata entry and field, the
 //! channel, the ROI. The CLI prints the message as it is and exits non-zero.
 
+use std::fmt;
+use std::sync::Arc;
+
 use thiserror::Error;
 
 pub use crate::cellmap::error::CropError;
@@ -29,7 +32,8 @@ pub enum StorageError {
         /// The path.
         path: String,
         /// What zarrs said.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// The label array's data type cannot hold label ids.
     #[error(
@@ -57,7 +61,8 @@ pub enum StorageError {
         /// What was being read (a region or a chunk).
         what: String,
         /// The underlying message.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// Writing failed.
     #[error("{path}: cannot write {what}: {message}")]
@@ -67,7 +72,8 @@ pub enum StorageError {
         /// What was being written.
         what: String,
         /// The underlying message.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// The requested output layout is invalid (chunk shape, no channels).
     #[error("{path}: invalid output: {message}")]
@@ -123,6 +129,101 @@ pub enum StorageError {
     },
 }
 
+/// What went wrong underneath an error: the underlying error itself where there is one (a zarrs,
+/// I/O or wgpu error, kept so that [`std::error::Error::source`] walks on to its own causes), or
+/// a description. It displays as the underlying message, compares by that message (so errors
+/// stay `Clone` and `PartialEq`), and reads as a `&str`.
+///
+/// ```
+/// use std::error::Error as _;
+/// use annomask::error::{Cause, StorageError};
+/// let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+/// let e = StorageError::Write { path: "out.zarr".into(), what: "chunk c/0".into(),
+///     message: Cause::error(io) };
+/// assert_eq!(e.to_string(), "out.zarr: cannot write chunk c/0: denied");
+/// let cause = e.source().unwrap().downcast_ref::<Cause>().unwrap();
+/// assert!(cause.get_ref().unwrap().downcast_ref::<std::io::Error>().is_some());
+/// ```
+#[derive(Clone)]
+pub struct Cause {
+    text: String,
+    error: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Cause {
+    /// The cause `error`, kept whole.
+    pub fn error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            text: error.to_string(),
+            error: Some(Arc::new(error)),
+        }
+    }
+
+    /// A cause with a description only.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            error: None,
+        }
+    }
+
+    /// The underlying error, if there is one.
+    pub fn get_ref(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.error.as_deref()
+    }
+
+    /// The message.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Cause {}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let error: &(dyn std::error::Error + 'static) = self.error.as_deref()?;
+        error.source()
+    }
+}
+
+impl From<String> for Cause {
+    fn from(text: String) -> Self {
+        Self::text(text)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(text: &str) -> Self {
+        Self::text(text)
+    }
+}
+
 /// A problem with the GPU engine.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -141,7 +242,8 @@ pub enum GpuError {
         /// The adapter's name.
         adapter: String,
         /// What wgpu said.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// The device was lost (driver reset, GPU fault, or destroyed): it computes nothing more.
     #[error("GPU device {adapter} was lost: {message}")]
@@ -149,7 +251,8 @@ pub enum GpuError {
         /// The adapter's name.
         adapter: String,
         /// Why, as far as the driver told.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// A GPU operation (validation, out of memory, mapping) failed.
     #[error("GPU {operation} failed: {message}")]
@@ -157,7 +260,8 @@ pub enum GpuError {
         /// What was being done.
         operation: String,
         /// What wgpu said.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// This build has no GPU engine: annomask was compiled without its `gpu` feature.
     #[error(

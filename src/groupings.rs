@@ -19,6 +19,8 @@ use serde_json::Value;
 
 use thiserror::Error;
 
+use crate::error::Cause;
+
 /// One output channel: a name and the ids it groups. An empty id list stands for "any
 /// foreground".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -490,7 +492,7 @@ pub const MAX_GROUPINGS_BYTES: u64 = 64 << 20;
 fn file_value(path: &Path) -> Result<(Value, String), GroupingsError> {
     use std::io::Read;
     let name = path.display().to_string();
-    let read_error = |message: String| GroupingsError::Read {
+    let read_error = |message: Cause| GroupingsError::Read {
         path: name.clone(),
         message,
     };
@@ -499,14 +501,15 @@ fn file_value(path: &Path) -> Result<(Value, String), GroupingsError> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_GROUPINGS_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| read_error(e.to_string()))?;
+        .map_err(|e| read_error(Cause::error(e)))?;
     if bytes.len() as u64 > MAX_GROUPINGS_BYTES {
-        return Err(read_error(format!(
+        return Err(read_error(Cause::text(format!(
             "larger than {} MiB; groupings this large are not supported",
             MAX_GROUPINGS_BYTES >> 20
-        )));
+        ))));
     }
-    let text = String::from_utf8(bytes).map_err(|e| read_error(format!("not UTF-8 text: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| read_error(Cause::text(format!("not UTF-8 text: {e}"))))?;
     let value = if path.extension().is_some_and(|e| e == "toml") {
         toml_value(&text, &name)?
     } else {
@@ -567,7 +570,8 @@ pub enum GroupingsError {
         /// The groupings file.
         path: String,
         /// The operating system's message.
-        message: String,
+        #[source]
+        message: Cause,
     },
     /// The groupings text is not JSON (or TOML) of the expected shape.
     #[error("{source_name}: groupings are not valid: {message}")]
@@ -665,6 +669,26 @@ pub enum GroupingsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_error_keeps_the_io_error_as_its_source() {
+        use std::error::Error as _;
+        let e = Groupings::from_file("/no/such/groupings.json").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/no/such/groupings.json: cannot read groupings: ")
+        );
+        let cause = e
+            .source()
+            .expect("a source")
+            .downcast_ref::<Cause>()
+            .expect("a Cause");
+        let io = cause
+            .get_ref()
+            .expect("the error")
+            .downcast_ref::<std::io::Error>();
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+    }
 
     #[test]
     fn list_object_and_toml_forms() {

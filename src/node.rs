@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use zarrs::storage::{ReadableListableStorageTraits, StoreKey, StorePrefix};
 
-use crate::error::StorageError;
+use crate::error::{Cause, StorageError};
 use crate::store::{NotAFile, RegularFileStore};
 
 /// A readable, listable zarr store.
@@ -98,7 +98,7 @@ impl Node {
             .unwrap_or_else(|_| path.to_path_buf());
         let store = RegularFileStore::new("/").map_err(|e| StorageError::NotAnArray {
             path: name.clone(),
-            message: e.to_string(),
+            message: Cause::error(e),
         })?;
         let key_path = absolute.to_string_lossy().trim_matches('/').to_string();
         Ok(Self {

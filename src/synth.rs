@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 use zarrs::array::ArraySubset;
 
-use crate::error::{Error, StorageError};
+use crate::error::{Cause, Error, StorageError};
 use crate::groupings::Groupings;
 use crate::label::{LabelArray, LabelDtype};
 use crate::volume::ZarrFormat;
@@ -187,7 +187,7 @@ pub fn write_synth_volume(
     let fail = |e: zarrs::array::ArrayError| StorageError::Write {
         path: path.display().to_string(),
         what: "labels".into(),
-        message: e.to_string(),
+        message: Cause::error(e),
     };
     let grid = crate::blocks::BlockGrid::new(volume.shape.clone(), volume.chunks.clone());
     for k in 0..grid.num_blocks() {
@@ -205,7 +205,7 @@ pub fn write_synth_volume(
             .map_err(|e| StorageError::Write {
                 path: path.display().to_string(),
                 what: "labels".into(),
-                message: e.to_string(),
+                message: Cause::error(e),
             })?;
         with_labels!(&labels, LabelArray, a => array.store_array_subset(&subset, a).map_err(fail))?;
     }
@@ -236,7 +236,7 @@ pub fn write_labels(
     let fail = |e: zarrs::array::ArrayError| StorageError::Write {
         path: path.display().to_string(),
         what: "labels".into(),
-        message: e.to_string(),
+        message: Cause::error(e),
     };
     with_labels!(labels, LabelArray, a => array.store_array_subset(&subset, a).map_err(fail))
 }

@@ -13,7 +13,7 @@ use zarrs::storage::ReadableStorageTraits;
 
 use crate::budget::MemoryBudget;
 use crate::chunk_reader::ChunkSource;
-use crate::error::{Error, StorageError};
+use crate::error::{Cause, Error, StorageError};
 use crate::geometry::{Geometry, Roi, VoxelRegion};
 use crate::label::{Label, LabelArray, LabelDtype};
 use crate::node::Node;
@@ -83,7 +83,7 @@ impl LabelVolume {
         let path = node.display_path();
         let not_array = |message: String| StorageError::NotAnArray {
             path: name.clone(),
-            message,
+            message: message.into(),
         };
         crate::bounded_codecs::register();
         let store: Arc<dyn ReadableStorageTraits> = node.store().clone();
@@ -274,7 +274,10 @@ impl LabelVolume {
         Err(StorageError::Read {
             path: self.name.clone(),
             what: describe(region),
-            message: format!("region is outside the array of shape {:?}", self.shape()),
+            message: Cause::text(format!(
+                "region is outside the array of shape {:?}",
+                self.shape()
+            )),
         }
         .into())
     }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use zarrs::array::{Array, ArrayMetadata};
 use zarrs::filesystem::FilesystemStore;
 
-use crate::error::StorageError;
+use crate::error::{Cause, StorageError};
 use crate::volume::ZarrFormat;
 
 /// Chunk compression.
@@ -221,7 +221,7 @@ pub fn create_array(
     let fail = |message: String| StorageError::Write {
         path: path.display().to_string(),
         what: "array metadata".into(),
-        message,
+        message: message.into(),
     };
     std::fs::create_dir_all(path).map_err(|e| fail(e.to_string()))?;
     let store = FilesystemStore::new(path).map_err(|e| fail(e.to_string()))?;
@@ -247,7 +247,7 @@ pub fn create_group(
     let fail = |e: std::io::Error| StorageError::Write {
         path: path.display().to_string(),
         what: "group metadata".into(),
-        message: e.to_string(),
+        message: Cause::error(e),
     };
     std::fs::create_dir_all(path).map_err(fail)?;
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("JSON values serialise");

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::error::GpuError;
+use crate::error::{Cause, GpuError};
 
 /// The environment variable that makes every GPU device of the process fail as a lost device
 /// would after that many blocks (a testing aid: `ANNOMASK_GPU_FAIL_AFTER=3` lets three blocks
@@ -151,7 +151,7 @@ impl GpuContext {
             pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
                 GpuError::Device {
                     adapter: info.name.clone(),
-                    message: e.to_string(),
+                    message: Cause::error(e),
                 }
             })?;
         let uncaptured = Arc::new(Mutex::new(None));
@@ -200,7 +200,7 @@ impl GpuContext {
             None => Ok(()),
             Some(message) => Err(GpuError::DeviceLost {
                 adapter: self.info.name.clone(),
-                message,
+                message: message.into(),
             }),
         }
     }
@@ -268,7 +268,7 @@ impl GpuContext {
             None => Ok(value),
             Some(e) => Err(GpuError::Operation {
                 operation: operation.to_string(),
-                message: e.to_string(),
+                message: Cause::error(e),
             }),
         }
     }

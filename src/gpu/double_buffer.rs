@@ -7,7 +7,7 @@ use super::buffers::GrowBuffer;
 use super::context::GpuContext;
 use super::layout::{grid, scatter};
 use crate::bits::MaskLayout;
-use crate::error::GpuError;
+use crate::error::{Cause, GpuError};
 
 /// One of a kernel's two alternating buffer sets: its params uniform, its input, its output,
 /// the staging buffer the output is read back through, and the block it holds in flight.
@@ -166,7 +166,7 @@ pub(crate) fn wait(ctx: &GpuContext, submission: wgpu::SubmissionIndex) -> Resul
         })
         .map_err(|e| GpuError::Operation {
             operation: "wait for the device".into(),
-            message: e.to_string(),
+            message: Cause::error(e),
         })?;
     ctx.check_lost()
 }
@@ -282,7 +282,7 @@ pub(crate) fn wait_mapped(
 ) -> Result<wgpu::BufferView, GpuError> {
     let fail = |message: String| GpuError::Operation {
         operation: operation.into(),
-        message,
+        message: message.into(),
     };
     let waited = ctx
         .device

@@ -32,7 +32,7 @@ use zarrs::array::Array;
 
 use crate::blocks::{Block, BlockGrid, Shard};
 use crate::budget::{MemoryBudget, human_bytes};
-use crate::error::{Error, StorageError};
+use crate::error::{Cause, Error, StorageError};
 use crate::geometry::VoxelRegion;
 use crate::mask::MissingAnnotationsMask;
 use crate::sink::MaskSink;
@@ -312,11 +312,11 @@ impl MaskOutput {
         self.root.display().to_string()
     }
 
-    fn write_error(&self, what: String, message: impl ToString) -> Error {
+    fn write_error(&self, what: String, message: impl Into<Cause>) -> Error {
         StorageError::Write {
             path: self.name(),
             what,
-            message: message.to_string(),
+            message: message.into(),
         }
         .into()
     }
@@ -330,7 +330,10 @@ impl MaskOutput {
                 continue;
             }
             AtomicFilesystemStore::write_atomically(&doc.path, &doc.bytes).map_err(|e| {
-                self.write_error(format!("metadata {}", relative(&self.root, &doc.path)), e)
+                self.write_error(
+                    format!("metadata {}", relative(&self.root, &doc.path)),
+                    Cause::error(e),
+                )
             })?;
         }
         Ok(())
@@ -371,7 +374,9 @@ impl MaskOutput {
             };
             self.array
                 .store_chunk_opt(&chunk_indices(j, block), &*bytes, &options)
-                .map_err(|e| self.write_error(format!("chunk {:?}", block.chunk), e))?;
+                .map_err(|e| {
+                    self.write_error(format!("chunk {:?}", block.chunk), Cause::error(e))
+                })?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::layout::relative;
 use super::{METADATA_FILES, MaskOutput, chunk_indices};
 use crate::blocks::{Block, Shard};
-use crate::error::{Error, StorageError};
+use crate::error::{Cause, Error, StorageError};
 use zarrs::storage::{ReadableStorageTraits, StorePrefix};
 
 use crate::store::is_temporary;
@@ -117,11 +117,15 @@ impl MaskOutput {
         Ok(true)
     }
 
-    fn read_error(&self, block: &Block, e: impl ToString) -> Error {
+    fn read_error(
+        &self,
+        block: &Block,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
         StorageError::Read {
             path: self.name(),
             what: format!("output chunk {:?}", block.chunk),
-            message: e.to_string(),
+            message: Cause::error(e),
         }
         .into()
     }
@@ -138,7 +142,7 @@ impl MaskOutput {
         let store = self.array.storage();
         let num_blocks = self.grid.num_blocks();
         let listing_error = |e: zarrs::storage::StorageError| {
-            self.write_error("(listing temporaries)".to_string(), e)
+            self.write_error("(listing temporaries)".to_string(), Cause::error(e))
         };
         let mut removed = 0;
         for temporary in store
@@ -166,7 +170,7 @@ impl MaskOutput {
                             "(removing stale temporary {})",
                             self.array_path.join(temporary.key.as_str()).display()
                         ),
-                        e,
+                        Cause::error(e),
                     )
                 })? {
                     removed += 1;

@@ -42,7 +42,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
             temp = tempfile::tempdir().map_err(|e| annomask::StorageError::Write {
                 path: std::env::temp_dir().display().to_string(),
                 what: "a temporary directory".into(),
-                message: e.to_string(),
+                message: annomask::error::Cause::error(e),
             })?;
             temp.path().to_path_buf()
         }

@@ -158,7 +158,7 @@ pub(super) fn storage(path: &Path, what: &str, e: impl ToString) -> Error {
     StorageError::Write {
         path: path.display().to_string(),
         what: what.to_string(),
-        message: e.to_string(),
+        message: e.to_string().into(),
     }
     .into()
 }
