@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::GpuEngine;
 use super::double_buffer::time_dispatch;
-use super::kernels::mask::Work;
+use super::kernels::mask::Pass;
 use super::layout::Kernel;
 use crate::bits::MaskLayout;
 use crate::error::GpuError;
@@ -59,7 +59,7 @@ impl GpuEngine {
                 labels,
                 &mut [out],
                 Kernel::Mask(mask_layout),
-                Work::TransferOnly,
+                Pass::TransferOnly,
             )?;
             best = best.min(t.elapsed().as_secs_f64());
         }

@@ -97,9 +97,9 @@ impl GpuKernel for MaskKernel {
     }
 }
 
-/// What the block loop does on the device.
+/// What one pass of the block loop does on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Work {
+pub(crate) enum Pass {
     /// Dispatch the kernel.
     Compute,
     /// Only move the bytes (the transfer baseline of the benchmarks).
@@ -120,19 +120,19 @@ impl GpuEngine {
                 labels,
                 &mut [out.mask],
                 Kernel::Mask(out.layout),
-                Work::Compute,
+                Pass::Compute,
             ),
             Some(targets) => self.mask_blocks(
                 plan,
                 labels,
                 &mut [out.mask, targets],
                 Kernel::Fused,
-                Work::Compute,
+                Pass::Compute,
             ),
         }
     }
 
-    /// The block loop: upload, dispatch (unless `work` is [`Work::TransferOnly`]), read back
+    /// The block loop: upload, dispatch (unless `pass` is [`Pass::TransferOnly`]), read back
     /// into `outs`, one per output section of `kernel`.
     pub(crate) fn mask_blocks(
         &self,
@@ -140,7 +140,7 @@ impl GpuEngine {
         labels: LabelSlice<'_>,
         outs: &mut [&mut [u8]],
         kernel: Kernel,
-        work: Work,
+        pass: Pass,
     ) -> Result<(), GpuError> {
         let n = labels.len();
         let channels = plan.num_channels();
@@ -181,7 +181,7 @@ impl GpuEngine {
                         plan,
                         block,
                         kernel,
-                        work,
+                        pass,
                     )?;
                     submit_block(&self.ctx, dispatch, voxels, upload)
                 },
@@ -225,7 +225,7 @@ impl GpuEngine {
                     plan,
                     block,
                     kernel,
-                    Work::Compute,
+                    Pass::Compute,
                 )?;
                 f(start, voxels, dispatch, Box::new(upload))?;
             }
@@ -245,7 +245,7 @@ impl GpuEngine {
         plan: &MaskPlan,
         block: LabelSlice<'a>,
         kernel: Kernel,
-        work: Work,
+        pass: Pass,
     ) -> Result<(Dispatch<'a>, impl FnOnce() + 'a), GpuError> {
         let ctx = &self.ctx;
         let voxels = block.len();
@@ -274,7 +274,7 @@ impl GpuEngine {
             ],
             invocations: params.stride as usize,
             staging,
-            compute: work == Work::Compute,
+            compute: pass == Pass::Compute,
         };
         let upload = move || {
             ctx.queue
