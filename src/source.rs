@@ -91,6 +91,24 @@ pub trait SourceReport: fmt::Display {
     fn to_json(&self) -> String;
 }
 
+/// The plan of one channel, for every format: the members it groups, those of them that are
+/// missing, and whether that switches the channel off everywhere. A label array's members are
+/// label ids (`ChannelPlan<u64>`, [`crate::MaskPlan::channels`]), a crop group's are class names
+/// (`ChannelPlan<String>`, [`crate::CropPlan::channels`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelPlan<M> {
+    /// Channel name.
+    pub name: String,
+    /// What the channel groups, as given: label ids, or class names.
+    pub members: Vec<M>,
+    /// Those of `members` that are missing: ids that are present but not annotated (sorted), or
+    /// classes the crop does not list (in grouping order).
+    pub missing: Vec<M>,
+    /// Whether the channel is 0 everywhere: under the whole-channel policy a missing id, for a
+    /// crop group a lacking class.
+    pub zeroed: bool,
+}
+
 /// The plan of a source: which channels are off everywhere, which are equal by construction,
 /// and a printable account of why.
 pub trait SourcePlan: fmt::Display + fmt::Debug + Send + Sync {

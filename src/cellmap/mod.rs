@@ -33,6 +33,6 @@ pub mod source;
 pub mod synth;
 
 pub use crop::{ClassGroup, CropGroup, CropOptions};
-pub use plan::{ClassPlan, CropChannelPlan, CropPlan};
+pub use plan::{ClassPlan, CropPlan};
 pub use report::CropReport;
 pub use source::{CropFormat, CropSource};

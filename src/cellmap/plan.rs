@@ -39,6 +39,7 @@ use std::fmt;
 use super::attrs::{AnnotationKind, ClassAnnotation, Encoding};
 use crate::groupings::ClassGroupings;
 use crate::labels::plan::{ChannelSet, words_for};
+use crate::source::ChannelPlan;
 
 /// A class the engines read, with its codes and the channels it feeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,25 +70,12 @@ impl ClassPlan {
     }
 }
 
-/// The plan of one channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CropChannelPlan {
-    /// Channel name.
-    pub name: String,
-    /// The classes it groups, as given.
-    pub classes: Vec<String>,
-    /// Those of `classes` that the crop lacks (not in `class_names`).
-    pub lacking: Vec<String>,
-    /// Whether the channel is 0 everywhere (some class is lacking).
-    pub zeroed: bool,
-    /// Its classes as indices into [`CropPlan::classes`]; empty when zeroed.
-    pub class_set: ChannelSet,
-}
-
 /// The complete description of a crop-group mask computation; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CropPlan {
-    channels: Vec<CropChannelPlan>,
+    channels: Vec<ChannelPlan<String>>,
+    /// Per channel, its classes as indices into `classes`; empty when zeroed.
+    class_sets: Vec<ChannelSet>,
     classes: Vec<ClassPlan>,
 }
 
@@ -98,7 +86,7 @@ impl CropPlan {
     pub fn new(groupings: &ClassGroupings, crop_classes: &[ClassAnnotation]) -> Self {
         let n = groupings.len();
         let in_crop = |name: &str| crop_classes.iter().position(|c| c.class_name == name);
-        let mut channels: Vec<CropChannelPlan> = groupings
+        let channels: Vec<ChannelPlan<String>> = groupings
             .channels()
             .iter()
             .map(|ch| {
@@ -108,12 +96,11 @@ impl CropPlan {
                     .filter(|c| in_crop(c).is_none())
                     .cloned()
                     .collect();
-                CropChannelPlan {
+                ChannelPlan {
                     name: ch.name.clone(),
-                    classes: ch.classes.clone(),
+                    members: ch.classes.clone(),
                     zeroed: !lacking.is_empty(),
-                    lacking,
-                    class_set: ChannelSet::new(0),
+                    missing: lacking,
                 }
             })
             .collect();
@@ -123,7 +110,7 @@ impl CropPlan {
                 let mut set = ChannelSet::new(n);
                 let mut used = false;
                 for (c, ch) in channels.iter().enumerate() {
-                    if !ch.zeroed && ch.classes.contains(&annotation.class_name) {
+                    if !ch.zeroed && ch.members.contains(&annotation.class_name) {
                         set.insert(c);
                         used = true;
                     }
@@ -136,15 +123,22 @@ impl CropPlan {
                 })
             })
             .collect();
-        for (c, ch) in channels.iter_mut().enumerate() {
-            ch.class_set = ChannelSet::new(classes.len());
-            for (k, class) in classes.iter().enumerate() {
-                if class.channels.contains(c) {
-                    ch.class_set.insert(k);
+        let class_sets = (0..channels.len())
+            .map(|c| {
+                let mut set = ChannelSet::new(classes.len());
+                for (k, class) in classes.iter().enumerate() {
+                    if class.channels.contains(c) {
+                        set.insert(k);
+                    }
                 }
-            }
+                set
+            })
+            .collect();
+        Self {
+            channels,
+            class_sets,
+            classes,
         }
-        Self { channels, classes }
     }
 
     /// Number of channels.
@@ -153,8 +147,13 @@ impl CropPlan {
     }
 
     /// The channels' plans.
-    pub fn channels(&self) -> &[CropChannelPlan] {
+    pub fn channels(&self) -> &[ChannelPlan<String>] {
         &self.channels
+    }
+
+    /// The classes of channel `c` as indices into [`CropPlan::classes`]; empty when zeroed.
+    pub fn class_set(&self, c: usize) -> &ChannelSet {
+        &self.class_sets[c]
     }
 
     /// Whether channel `c` is 0 everywhere.
@@ -179,7 +178,8 @@ impl CropPlan {
         crate::labels::plan::first_equal(
             self.channels
                 .iter()
-                .map(|c| (!c.zeroed).then_some(&c.class_set)),
+                .zip(&self.class_sets)
+                .map(|(c, set)| (!c.zeroed).then_some(set)),
         )
     }
 }
@@ -228,15 +228,17 @@ impl fmt::Display for CropPlan {
         let lists: Vec<String> = self
             .channels
             .iter()
-            .map(|ch| format!("[{}]", ch.classes.join(", ")))
+            .map(|ch| format!("[{}]", ch.members.join(", ")))
             .collect();
         let list_width = lists.iter().map(String::len).max().unwrap_or(0);
         for (c, (ch, list)) in self.channels.iter().zip(&lists).enumerate() {
             let rule = if ch.zeroed {
-                format!("zeroed: not in the crop: {}", ch.lacking.join(", "))
+                format!("zeroed: not in the crop: {}", ch.missing.join(", "))
             } else {
-                let classes: Vec<&ClassPlan> =
-                    ch.class_set.iter().map(|k| &self.classes[k]).collect();
+                let classes: Vec<&ClassPlan> = self.class_sets[c]
+                    .iter()
+                    .map(|k| &self.classes[k])
+                    .collect();
                 let known: Vec<String> = classes
                     .iter()
                     .filter_map(|c| c.encoding.unknown.map(|u| format!("{} != {u}", c.name)))
@@ -311,12 +313,9 @@ mod tests {
             plan.classes()[1].channels.iter().collect::<Vec<_>>(),
             [0, 1]
         );
-        assert_eq!(
-            plan.channels()[0].class_set.iter().collect::<Vec<_>>(),
-            [1, 2]
-        );
-        assert!(plan.zeroed(2) && plan.channels()[2].class_set.iter().count() == 0);
-        assert_eq!(plan.channels()[2].lacking, ["missing"]);
+        assert_eq!(plan.class_set(0).iter().collect::<Vec<_>>(), [1, 2]);
+        assert!(plan.zeroed(2) && plan.class_set(2).iter().count() == 0);
+        assert_eq!(plan.channels()[2].missing, ["missing"]);
         let text = plan.to_string();
         assert!(text.contains("zeroed: not in the crop: missing"), "{text}");
         assert!(

@@ -223,8 +223,8 @@ impl CropReport {
                 .channels()
                 .iter()
                 .map(|c| {
-                    json!({"name": c.name, "classes": c.classes, "zeroed": c.zeroed,
-                           "lacking": c.lacking})
+                    json!({"name": c.name, "classes": c.members, "zeroed": c.zeroed,
+                           "lacking": c.missing})
                 })
                 .collect();
             let read: Vec<&str> = p.classes().iter().map(|c| c.name.as_str()).collect();

@@ -261,11 +261,11 @@ impl MaskSource for CropSource {
         let channels = self.plan.channels();
         let lacking: Map<String, Value> = channels
             .iter()
-            .map(|c| (c.name.clone(), json!(c.lacking)))
+            .map(|c| (c.name.clone(), json!(c.missing)))
             .collect();
         let classes: Map<String, Value> = channels
             .iter()
-            .map(|c| (c.name.clone(), json!(c.classes)))
+            .map(|c| (c.name.clone(), json!(c.members)))
             .collect();
         let mut attrs = Map::new();
         attrs.insert("lacking_classes".into(), Value::Object(lacking));
@@ -280,15 +280,16 @@ impl MaskSource for CropSource {
         let rules = plan
             .channels()
             .iter()
-            .map(|ch| {
+            .enumerate()
+            .map(|(c, ch)| {
                 let rule = if ch.zeroed {
                     format!(
                         "off everywhere: not annotated in this crop: {}",
-                        ch.lacking.join(", ")
+                        ch.missing.join(", ")
                     )
                 } else {
-                    let known: Vec<String> = ch
-                        .class_set
+                    let known: Vec<String> = plan
+                        .class_set(c)
                         .iter()
                         .map(|k| {
                             let class = &plan.classes()[k];
@@ -300,7 +301,7 @@ impl MaskSource for CropSource {
                         .collect();
                     format!("on where {}", known.join(" and "))
                 };
-                (format!("[{}]", ch.classes.join(", ")), rule)
+                (format!("[{}]", ch.members.join(", ")), rule)
             })
             .collect();
         ("classes", rules)

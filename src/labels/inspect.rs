@@ -190,7 +190,7 @@ impl Inspection {
                     }
                     ChannelReport {
                         name: ch.name.clone(),
-                        ids: ch.ids.clone(),
+                        ids: ch.members.clone(),
                         missing: ch.missing.clone(),
                         zeroed: ch.zeroed,
                         rule: rule(ch.zeroed, &ch.missing, &plan),

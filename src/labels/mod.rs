@@ -284,7 +284,7 @@ impl MaskSource for LabelSource {
                 } else {
                     format!("on where labels != {}", plan.background())
                 };
-                (format!("{:?}", ch.ids), rule)
+                (format!("{:?}", ch.members), rule)
             })
             .collect();
         ("ids", rules)

@@ -85,23 +85,12 @@ pub struct IdChannels {
     pub channels: ChannelSet,
 }
 
-/// The plan of one channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChannelPlan {
-    /// Channel name.
-    pub name: String,
-    /// The ids the channel groups.
-    pub ids: Vec<u64>,
-    /// Those of `ids` that are missing.
-    pub missing: Vec<u64>,
-    /// Whether the channel is 0 everywhere.
-    pub zeroed: bool,
-}
+pub use crate::source::ChannelPlan;
 
 /// The complete description of a mask computation (SPEC 2); see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaskPlan {
-    channels: Vec<ChannelPlan>,
+    channels: Vec<ChannelPlan<u64>>,
     background: u64,
     policy: MaskPolicy,
     table: Vec<IdChannels>,
@@ -132,7 +121,7 @@ impl MaskPlan {
                 }
                 ChannelPlan {
                     name: ch.name.clone(),
-                    ids: ch.ids.clone(),
+                    members: ch.ids.clone(),
                     zeroed: options.policy == MaskPolicy::WholeChannel && !missing_here.is_empty(),
                     missing: missing_here,
                 }
@@ -173,7 +162,7 @@ impl MaskPlan {
     }
 
     /// The channels' plans.
-    pub fn channels(&self) -> &[ChannelPlan] {
+    pub fn channels(&self) -> &[ChannelPlan<u64>] {
         &self.channels
     }
 
@@ -313,9 +302,9 @@ impl fmt::Display for MaskPlan {
         let ids: Vec<String> = self
             .channels
             .iter()
-            .map(|ch| match ch.ids.is_empty() {
+            .map(|ch| match ch.members.is_empty() {
                 true => "ids [] (any foreground)".to_string(),
-                false => format!("ids {:?}", ch.ids),
+                false => format!("ids {:?}", ch.members),
             })
             .collect();
         let name_width = self
