@@ -84,7 +84,7 @@ fn mask_name(path: &Path, fallback: &str) -> String {
 impl MissingAnnotationsMask {
     /// Opens the label array or crop group at `path` and builds the plan; a crop group is read
     /// at scale `s0` (see [`MissingAnnotationsMask::open_with`]). `groupings` must fit the
-    /// source: [`Groupings`] of ids for a label array, [`ClassGroupings`] of class names for a
+    /// source: [`crate::Groupings`] of ids for a label array, [`crate::ClassGroupings`] of class names for a
     /// crop group (else [`GroupingsError::WrongKind`](crate::GroupingsError::WrongKind));
     /// [`ChannelGroupings`] read from a file holds either.
     pub fn open(
@@ -182,7 +182,7 @@ impl MissingAnnotationsMask {
         Self::open_node_source(node, groupings.into(), options, crop_options, engine)
     }
 
-    /// Opens the source at `node` in the format [`source::detect`] finds; `engine` is called
+    /// Opens the source at `node` in the format [`crate::formats::detect`] finds; `engine` is called
     /// once the source is open.
     fn open_node_source(
         node: &Node,

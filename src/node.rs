@@ -276,29 +276,29 @@ impl Node {
             .is_some_and(|k| matches!(self.store.size_key(&k), Ok(Some(_))))
     }
 
+    /// The store prefix of everything at or below the node.
+    fn prefix(&self) -> Result<StorePrefix, MetadataProblem> {
+        match self.path.is_empty() {
+            true => Ok(StorePrefix::root()),
+            false => StorePrefix::new(format!("{}/", self.path)).map_err(|e| MetadataProblem {
+                path: self.name.clone(),
+                problem: e.to_string(),
+            }),
+        }
+    }
+
     /// Whether anything is stored at or below the node.
     pub fn exists(&self) -> bool {
-        let prefix = match self.path.is_empty() {
-            true => StorePrefix::root(),
-            false => match StorePrefix::new(format!("{}/", self.path)) {
-                Ok(p) => p,
-                Err(_) => return false,
-            },
-        };
-        self.store
-            .list_dir(&prefix)
-            .is_ok_and(|d| !d.keys().is_empty() || !d.prefixes().is_empty())
+        self.prefix().is_ok_and(|prefix| {
+            self.store
+                .list_dir(&prefix)
+                .is_ok_and(|d| !d.keys().is_empty() || !d.prefixes().is_empty())
+        })
     }
 
     /// The names of the node's children (the sub-prefixes of its path), sorted.
     pub fn child_names(&self) -> Result<Vec<String>, MetadataProblem> {
-        let prefix = match self.path.is_empty() {
-            true => StorePrefix::root(),
-            false => StorePrefix::new(format!("{}/", self.path)).map_err(|e| MetadataProblem {
-                path: self.name.clone(),
-                problem: e.to_string(),
-            })?,
-        };
+        let prefix = self.prefix()?;
         let listing = self.store.list_dir(&prefix).map_err(|e| MetadataProblem {
             path: self.name.clone(),
             problem: format!("cannot list: {e}"),

@@ -285,11 +285,6 @@ impl AtomicStore<FilesystemStore> {
     pub fn key_path(&self, key: &StoreKey) -> PathBuf {
         self.inner.key_to_fspath(key)
     }
-
-    /// Writes `value` to `path` atomically (see [`write_atomically`]).
-    pub fn write_atomically(path: &Path, value: &[u8]) -> std::io::Result<()> {
-        write_atomically(path, value)
-    }
 }
 
 /// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename. A temporary file

@@ -329,7 +329,7 @@ impl MaskOutput {
             if doc.path.exists() {
                 continue;
             }
-            AtomicFilesystemStore::write_atomically(&doc.path, &doc.bytes).map_err(|e| {
+            crate::store::write_atomically(&doc.path, &doc.bytes).map_err(|e| {
                 self.write_error(
                     format!("metadata {}", relative(&self.root, &doc.path)),
                     Cause::error(e),

@@ -81,7 +81,7 @@ impl CropArgs {
     }
 }
 
-/// The node at `path` and its format ([`annomask::source::detect`], the one detection of a
+/// The node at `path` and its format ([`annomask::formats::detect`], the one detection of a
 /// run), after checking that it can be opened as one (e.g. a zarr group that is no source
 /// fails here, naming why) and that no option was given that its format refuses: a
 /// label-array option for a crop group, or `--scale` for a label array.

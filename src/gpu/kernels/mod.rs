@@ -70,22 +70,12 @@ impl Kernels {
             .downcast_mut::<K>()
             .expect("a kernel is registered under its own type"))
     }
-
-    /// How many kernels are built.
-    pub fn len(&self) -> usize {
-        lock(&self.built).len()
-    }
-
-    /// Whether no kernel is built yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels")
-            .field("built", &self.len())
+            .field("built", &lock(&self.built).len())
             .finish()
     }
 }

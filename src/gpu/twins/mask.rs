@@ -236,7 +236,7 @@ pub(crate) fn dispatch(consts: &Constants, b: &mut Bindings, kernel: Kernel, gri
 }
 
 /// The whole engine with the twin in place of the GPU: the same blocks, uploads, params and
-/// scatter as [`super::GpuEngine`], blocks of at most `max_block_voxels`. `out` is laid out as
+/// scatter as [`crate::gpu::GpuEngine`], blocks of at most `max_block_voxels`. `out` is laid out as
 /// `layout` says (bytes, or bits as in [`crate::bits`]).
 pub fn compute_into(
     plan: &MaskPlan,
