@@ -24,6 +24,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, StorageError};
+use crate::remote::{StoreOptions, StoreUrl};
 
 /// Extensions dropped from path components in placeholders.
 const EXTENSIONS: [&str; 2] = [".zarr", ".n5"];
@@ -51,12 +52,24 @@ pub fn is_pattern(arg: &str) -> bool {
 
 /// The label arrays named by `args`: plain paths as they are, glob patterns expanded (sorted);
 /// duplicates are dropped, first occurrence kept. A pattern that matches nothing is an error.
-pub fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>, Error> {
+///
+/// An object-store URL is kept as it is (its text in a `PathBuf`), a pattern in one is matched
+/// against the store's keys ([`crate::remote::expand`]), opened with `options`.
+pub fn expand_inputs(args: &[String], options: StoreOptions) -> Result<Vec<PathBuf>, Error> {
     let mut out: Vec<PathBuf> = Vec::new();
     for arg in args {
-        let local = crate::store::local_path(arg)?;
+        let url = StoreUrl::parse(arg)?;
+        let local = crate::store::local_path(arg);
         let arg = &*local.to_string_lossy();
-        let matched: Vec<PathBuf> = if is_pattern(arg) {
+        let matched: Vec<PathBuf> = if let Some(url) = url {
+            match is_pattern(url.key()) {
+                true => crate::remote::expand(&url, options)?
+                    .iter()
+                    .map(|u| PathBuf::from(u.as_str()))
+                    .collect(),
+                false => vec![PathBuf::from(url.as_str())],
+            }
+        } else if is_pattern(arg) {
             let paths = glob::glob(arg).map_err(|e| StorageError::NotFound {
                 path: format!("{arg} (invalid glob pattern: {e})"),
             })?;
@@ -184,7 +197,11 @@ impl OutputTemplate {
     }
 }
 
+/// The path made absolute; an object-store URL as it is (its components name the crop).
 fn absolute(p: &Path) -> PathBuf {
+    if StoreUrl::parse(&p.to_string_lossy()).is_ok_and(|u| u.is_some()) {
+        return p.to_path_buf();
+    }
     p.canonicalize()
         .or_else(|_| std::path::absolute(p))
         .unwrap_or_else(|_| p.to_path_buf())
@@ -261,14 +278,15 @@ mod tests {
         }
         let pattern = format!("{}/*.zarr", dir.path().display());
         let plain = dir.path().join("a.zarr").display().to_string();
-        let got = expand_inputs(&[plain.clone(), pattern.clone()]).unwrap();
+        let got =
+            expand_inputs(&[plain.clone(), pattern.clone()], StoreOptions::default()).unwrap();
         assert_eq!(
             got,
             [dir.path().join("a.zarr"), dir.path().join("b.zarr")],
             "sorted, duplicates dropped"
         );
         let none = format!("{}/*.n5", dir.path().display());
-        let err = expand_inputs(std::slice::from_ref(&none))
+        let err = expand_inputs(std::slice::from_ref(&none), StoreOptions::default())
             .unwrap_err()
             .to_string();
         assert!(

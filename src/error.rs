@@ -106,13 +106,30 @@ pub enum StorageError {
     },
     /// A URL of a scheme annomask cannot read or write (object stores are not supported yet).
     #[error(
-        "{path}: {scheme}:// URLs are not supported (object stores are not yet): give a local path or a file:// URL"
+        "{path}: {scheme}:// URLs are not supported: give a local path, a file:// URL, or an s3://, gs://, http:// or https:// URL"
     )]
     UnsupportedUrl {
         /// The URL as given.
         path: String,
         /// Its scheme.
         scheme: String,
+    },
+    /// An object-store URL that cannot be used (no bucket, a store that cannot be configured).
+    #[error("{url}: {problem}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A remote store refused or failed a request (no such bucket, access denied, cannot
+    /// connect), said in one line.
+    #[error("{url}: {problem}")]
+    Remote {
+        /// The URL of the node.
+        url: String,
+        /// What failed.
+        problem: String,
     },
     /// Two inputs would be written to the same output.
     #[error(

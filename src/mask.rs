@@ -161,9 +161,8 @@ impl MissingAnnotationsMask {
         crop_options: &CropOptions,
         engine: impl FnOnce() -> Result<Engine>,
     ) -> Result<Self> {
-        crate::store::refuse_url(path)?;
         Self::open_node_source(
-            &Node::local(path)?,
+            &Node::open(&path.to_string_lossy(), options.store)?,
             groupings,
             options,
             crop_options,

@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use zarrs::storage::{ReadableListableStorageTraits, StoreKey, StorePrefix};
 
 use crate::error::{Cause, StorageError};
+use crate::remote::{StoreOptions, StoreUrl};
 use crate::store::{NotAFile, RegularFileStore};
 
 /// A readable, listable zarr store.
@@ -78,6 +79,60 @@ impl Node {
             name: name.into(),
             local: None,
         }
+    }
+
+    /// The node at `location`: a local path, a `file://` URL, or an object-store URL
+    /// (`s3://bucket/key`, `gs://bucket/key`, `https://host/path`; see [`crate::remote`]),
+    /// opened with `options`.
+    ///
+    /// Errors: [`StorageError::NotFound`] if nothing is there; for a URL,
+    /// [`StorageError::Remote`] (no such bucket, access denied, cannot connect: one line) and
+    /// [`StorageError::BadUrl`].
+    pub fn open(location: &str, options: StoreOptions) -> Result<Self, StorageError> {
+        let Some(url) = StoreUrl::parse(location)? else {
+            return Self::local(crate::store::local_path(location));
+        };
+        let store = crate::remote::open(&url.root(), options)?;
+        let can_list = store.can_list();
+        let node = Self::new(store, url.key(), url.as_str());
+        node.probe(can_list)?;
+        Ok(node)
+    }
+
+    /// Fails unless something is stored at a remote node: a listing (or, where the store
+    /// cannot list, one of the metadata documents) names a missing bucket, a refusal or an
+    /// unreachable server in one line.
+    fn probe(&self, can_list: bool) -> Result<(), StorageError> {
+        let remote = |e: &dyn std::fmt::Display| StorageError::Remote {
+            url: self.name.clone(),
+            problem: e.to_string(),
+        };
+        let found = if can_list {
+            let prefix = self.prefix().map_err(|e| remote(&e.problem))?;
+            let listing = self.store.list_dir(&prefix).map_err(|e| remote(&e))?;
+            !listing.keys().is_empty() || !listing.prefixes().is_empty()
+        } else {
+            let mut found = false;
+            for file in ["zarr.json", ".zarray", ".zgroup", "attributes.json"] {
+                let Some(key) = self.key(file) else { continue };
+                if self.store.size_key(&key).map_err(|e| remote(&e))?.is_some() {
+                    found = true;
+                    break;
+                }
+            }
+            found
+        };
+        match found {
+            true => Ok(()),
+            false => Err(StorageError::NotFound {
+                path: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Whether the node is in a remote store (opened from a URL).
+    pub fn is_remote(&self) -> bool {
+        self.local.is_none() && StoreUrl::parse(&self.name).is_ok_and(|u| u.is_some())
     }
 
     /// The node at the local `path`: a [`RegularFileStore`] over the filesystem root (so the
@@ -264,7 +319,7 @@ impl Node {
                 _ => None,
             };
         }
-        if self.has(".zarray") {
+        if self.has(".zarray") || crate::n5::is_n5_array(self) {
             return Some("array");
         }
         self.has(".zgroup").then_some("group")

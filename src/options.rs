@@ -128,9 +128,17 @@ pub struct MaskOptions {
     pub engine: EngineChoice,
     /// Recompute every block with the CPU engine and fail on any difference.
     pub verify: bool,
+    /// How a source given as an object-store URL is opened (anonymous access).
+    pub store: crate::remote::StoreOptions,
 }
 
 impl MaskOptions {
+    /// Opens object-store URLs with unsigned requests (public buckets), or not (default).
+    pub fn anonymous(mut self, anonymous: bool) -> Self {
+        self.store.anonymous = anonymous;
+        self
+    }
+
     /// Sets the background value.
     pub fn background(mut self, background: u64) -> Self {
         self.background = background;

@@ -287,6 +287,30 @@ impl AtomicStore<FilesystemStore> {
     }
 }
 
+/// The store an output is written through: any readable, writable, listable zarrs store
+/// behind its [`Commit`].
+pub type OutputStore = AtomicStore<dyn zarrs::storage::ReadableWritableListableStorageTraits>;
+
+/// An [`OutputStore`] over the local directory `base` (temporary file + rename).
+pub fn filesystem_output(
+    base: impl AsRef<Path>,
+) -> Result<OutputStore, FilesystemStoreCreateError> {
+    let base = base.as_ref();
+    let commit = RenameCommit {
+        files: FilesystemStore::new(base)?,
+    };
+    Ok(AtomicStore::with_commit(
+        Arc::new(FilesystemStore::new(base)?),
+        Box::new(commit),
+    ))
+}
+
+/// An [`OutputStore`] over an object store, whose every PUT is atomic ([`DirectCommit`]).
+pub fn remote_output(store: Arc<crate::remote::RemoteStore>) -> OutputStore {
+    let commit = DirectCommit::new(store.clone());
+    AtomicStore::with_commit(store, Box::new(commit))
+}
+
 /// Writes `value` to `path` atomically: temporary sibling, `fsync`, rename. A temporary file
 /// removed by someone else before the rename (a run that took it for a dead one's) is written
 /// again: a race with another writer never fails the write.
@@ -537,44 +561,17 @@ impl ListableStorageTraits for RegularFileStore {
     }
 }
 
-/// Refuses a URL (`scheme://...`) where a local path is expected, naming the scheme: object
-/// stores are not supported yet. (`file://` URLs are turned into paths by [`local_path`].)
-pub fn refuse_url(path: &Path) -> Result<(), crate::error::StorageError> {
-    let text = path.to_string_lossy();
-    match url_scheme(&text) {
-        Some(scheme) => Err(crate::error::StorageError::UnsupportedUrl {
-            path: text.to_string(),
-            scheme: scheme.to_string(),
-        }),
-        None => Ok(()),
-    }
-}
-
-/// The scheme of `text` if it is a URL (`scheme://...`).
-fn url_scheme(text: &str) -> Option<&str> {
-    let (scheme, _) = text.split_once("://")?;
-    let mut chars = scheme.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
-    valid.then_some(scheme)
-}
-
-/// A path or `file://` URL as a local path; any other URL is refused, naming its scheme.
+/// A path or `file://` URL as a local path (the caller has told it from an object-store URL
+/// with [`crate::remote::StoreUrl::parse`]).
 ///
 /// ```
 /// use annomask::store::local_path;
 /// use std::path::PathBuf;
-/// assert_eq!(local_path("file:///data/crop.zarr")?, PathBuf::from("/data/crop.zarr"));
-/// assert_eq!(local_path("crop.zarr")?, PathBuf::from("crop.zarr"));
-/// assert!(local_path("s3://bucket/crop.zarr").unwrap_err().to_string().contains("s3://"));
-/// # Ok::<(), annomask::error::StorageError>(())
+/// assert_eq!(local_path("file:///data/crop.zarr"), PathBuf::from("/data/crop.zarr"));
+/// assert_eq!(local_path("crop.zarr"), PathBuf::from("crop.zarr"));
 /// ```
-pub fn local_path(text: &str) -> Result<PathBuf, crate::error::StorageError> {
-    if let Some(rest) = text.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
-    }
-    refuse_url(Path::new(text))?;
-    Ok(PathBuf::from(text))
+pub fn local_path(text: &str) -> PathBuf {
+    PathBuf::from(text.strip_prefix("file://").unwrap_or(text))
 }
 
 #[cfg(test)]

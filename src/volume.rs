@@ -53,6 +53,10 @@ pub struct LabelVolume {
     cache: OnceLock<ChunkCacheDecodedLruSizeLimit>,
     /// The largest decoded chunk read whole (see the chunk reader (`src/chunk_reader.rs`)).
     chunk_limit: u64,
+    /// Shape in voxels, in the order the volume is seen (zarr order).
+    shape: Vec<u64>,
+    /// An N5 array: `array` has the axes reversed ([`crate::n5`]).
+    reversed: bool,
 }
 
 impl std::fmt::Debug for LabelVolume {
@@ -73,7 +77,8 @@ impl LabelVolume {
     /// [`StorageError::UnsupportedDtype`] (floats, bools, ...), [`StorageError::Dimensionality`]
     /// (not 2-D to 5-D), and geometry attribute errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::open_node(&Node::local(path)?)
+        let text = path.as_ref().to_string_lossy();
+        Self::open_node(&Node::open(&text, crate::remote::StoreOptions::default())?)
     }
 
     /// Opens the label array at `node` (see [`LabelVolume::open`]); its geometry may come from
@@ -86,7 +91,11 @@ impl LabelVolume {
             message: message.into(),
         };
         crate::bounded_codecs::register();
-        let store: Arc<dyn ReadableStorageTraits> = node.store().clone();
+        let reversed = crate::n5::is_n5_array(node);
+        let store: Arc<dyn ReadableStorageTraits> = match reversed {
+            true => crate::n5::store(node),
+            false => node.store().clone(),
+        };
         let array = Array::open(store, &node.node_path()).map_err(|e| not_array(e.to_string()))?;
         if array
             .shape()
@@ -116,12 +125,17 @@ impl LabelVolume {
             ArrayMetadata::V2(_) => ZarrFormat::V2,
             ArrayMetadata::V3(_) => ZarrFormat::V3,
         };
-        let chunk_shape: Vec<u64> = array
+        let mut chunk_shape: Vec<u64> = array
             .chunk_shape(&vec![0; ndim])
             .map_err(|e| not_array(format!("unsupported chunk grid: {e}")))?
             .iter()
             .map(|c| c.get())
             .collect();
+        let mut shape = array.shape().to_vec();
+        if reversed {
+            chunk_shape.reverse();
+            shape.reverse();
+        }
         let chunk_bytes = chunk_shape
             .iter()
             .try_fold(dtype.size() as u64, |n, &c| n.checked_mul(c));
@@ -132,12 +146,15 @@ impl LabelVolume {
             ))
             .into());
         }
-        let attributes = array.attributes().clone();
+        let attributes = match reversed {
+            true => crate::n5::zarr_order_attributes(array.attributes(), ndim),
+            false => array.attributes().clone(),
+        };
         let parent_attributes = node.parent().and_then(|p| p.attributes());
         let dataset_path = node.last_name().to_string();
         let geometry = Geometry::from_attributes(
             &name,
-            array.shape(),
+            &shape,
             &attributes,
             parent_attributes.as_ref(),
             &dataset_path,
@@ -155,6 +172,8 @@ impl LabelVolume {
             chunk_shape,
             cache: OnceLock::new(),
             chunk_limit: MemoryBudget::default().chunk_limit(),
+            shape,
+            reversed,
         })
     }
 
@@ -206,7 +225,12 @@ impl LabelVolume {
 
     /// Shape in voxels.
     pub fn shape(&self) -> &[u64] {
-        self.array.shape()
+        &self.shape
+    }
+
+    /// Whether the array is N5 (read with its axes reversed: see [`crate::n5`]).
+    pub fn is_n5(&self) -> bool {
+        self.reversed
     }
 
     /// Chunk shape in voxels (the shard shape for sharded arrays).
@@ -307,6 +331,13 @@ impl LabelVolume {
             cache: self.cache.get(),
             chunk_limit: self.chunk_limit,
         };
+        if self.reversed {
+            let stored = VoxelRegion {
+                start: region.start.iter().rev().copied().collect(),
+                shape: region.shape.iter().rev().copied().collect(),
+            };
+            return Ok(source.read::<T>(&stored)?.reversed_axes().into().standard());
+        }
         Ok(source.read::<T>(region)?.into().standard())
     }
 }

@@ -285,7 +285,8 @@ impl CropGroup {
     /// [`CropError::CropAttribute`] for missing or malformed crop attributes; [`CropError::MissingClassGroup`] for a listed class without a sub-group;
     /// [`CropError::ClassAttribute`] for missing or malformed class attributes.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::open_node(&Node::local(path)?)
+        let text = path.as_ref().to_string_lossy();
+        Self::open_node(&Node::open(&text, crate::remote::StoreOptions::default())?)
     }
 
     /// Opens the crop group at `node` (see [`CropGroup::open`]).

@@ -72,6 +72,9 @@ pub struct Inspection {
     pub path: String,
     /// 2 or 3.
     pub zarr_format: u8,
+    /// Whether the array is N5 (read through `zarrs_n5`, axes in zarr order).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub n5: bool,
     /// Label dtype.
     pub dtype: String,
     /// Shape in voxels.
@@ -203,6 +206,7 @@ impl Inspection {
         Ok(Self {
             path: volume.name().to_string(),
             zarr_format: volume.format().number(),
+            n5: volume.is_n5(),
             dtype: volume.dtype().name().to_string(),
             shape: volume.shape().to_vec(),
             chunks: volume.chunk_shape().to_vec(),
@@ -273,8 +277,11 @@ impl fmt::Display for Inspection {
         writeln!(f, "{}", self.path)?;
         writeln!(
             f,
-            "  zarr v{}, {}, shape {}, chunks {}",
-            self.zarr_format,
+            "  {}, {}, shape {}, chunks {}",
+            match self.n5 {
+                true => "N5 (axes in zarr order)".to_string(),
+                false => format!("zarr v{}", self.zarr_format),
+            },
             self.dtype,
             list(&self.shape),
             list(&self.chunks)

@@ -2,7 +2,6 @@
 //! the source supplies through [`MaskSource::output_attributes`](crate::source::MaskSource::output_attributes)),
 //! the OME-NGFF group around it, and the zarr v2 / v3 files that hold them.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -103,31 +102,33 @@ pub(super) fn ome_group_attributes(
     attrs
 }
 
-fn document(path: PathBuf, value: Value) -> Document {
+fn document(key: &str, value: Value) -> Document {
     let bytes = serde_json::to_vec_pretty(&value).expect("JSON values serialise");
-    Document { path, bytes, value }
+    Document {
+        key: key.to_string(),
+        bytes,
+        value,
+    }
 }
 
-pub(super) fn group_documents(
-    root: &Path,
-    format: ZarrFormat,
-    attrs: Map<String, Value>,
-) -> Vec<Document> {
+/// The group documents at the output's root.
+pub(super) fn group_documents(format: ZarrFormat, attrs: Map<String, Value>) -> Vec<Document> {
     match format {
         ZarrFormat::V2 => vec![
-            document(root.join(".zgroup"), json!({"zarr_format": 2})),
-            document(root.join(".zattrs"), Value::Object(attrs)),
+            document(".zgroup", json!({"zarr_format": 2})),
+            document(".zattrs", Value::Object(attrs)),
         ],
         ZarrFormat::V3 => vec![document(
-            root.join("zarr.json"),
+            "zarr.json",
             json!({"zarr_format": 3, "node_type": "group", "attributes": attrs}),
         )],
     }
 }
 
-/// The metadata files of the array as `zarrs` writes them (rendered into memory).
+/// The metadata files of the array as `zarrs` writes them (rendered into memory), keyed below
+/// `dataset` (the array's key prefix in the output: `""` or `s0/`).
 pub(super) fn array_documents(
-    array_path: &Path,
+    dataset: &str,
     metadata: zarrs::array::ArrayMetadata,
 ) -> Result<Vec<Document>, String> {
     let store = Arc::new(MemoryStore::new());
@@ -148,7 +149,7 @@ pub(super) fn array_documents(
             .to_vec();
         let value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         docs.push(Document {
-            path: array_path.join(key.as_str()),
+            key: format!("{dataset}{}", key.as_str()),
             bytes,
             value,
         });

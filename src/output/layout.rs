@@ -100,6 +100,29 @@ pub(super) fn check_apart_from_inputs(
     root: &Path,
     mask: &MissingAnnotationsMask,
 ) -> Result<(), String> {
+    let text = root.to_string_lossy();
+    if crate::remote::StoreUrl::parse(&text).is_ok_and(|u| u.is_some()) {
+        // URLs: the same store and key, or one below the other.
+        let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        let out = text.trim_end_matches('/');
+        for input in mask.source().input_paths() {
+            let input = input.to_string_lossy();
+            let input = input.trim_end_matches('/');
+            let problem = if out == input {
+                "the output is the input".to_string()
+            } else if within(out, input) {
+                format!("the output is inside the input {input}")
+            } else if within(input, out) {
+                format!("the output contains the input {input}")
+            } else {
+                continue;
+            };
+            return Err(format!(
+                "{problem}; the input is never written to: choose an output outside it"
+            ));
+        }
+        return Ok(());
+    }
     let out = resolved(root);
     for input in mask.source().input_paths() {
         let input_resolved = resolved(input);
@@ -119,16 +142,14 @@ pub(super) fn check_apart_from_inputs(
     Ok(())
 }
 
-/// The input's dataset path within its parent group (its directory name), e.g. `s0`.
-pub(super) fn dataset_path(input: &Path) -> Option<String> {
-    input
-        .canonicalize()
-        .ok()?
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-}
-
-pub(super) fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
+/// The input's dataset path within its parent group (its directory or key name), e.g. `s0`.
+pub(super) fn dataset_path(input: &crate::node::Node) -> Option<String> {
+    match input.local_path() {
+        Some(path) => path
+            .canonicalize()
+            .ok()?
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned()),
+        None => Some(input.last_name().to_string()).filter(|n| !n.is_empty()),
+    }
 }

@@ -17,8 +17,9 @@
 //!   the array is `OUT/<the input's dataset path>`, e.g. `OUT/s0`. A crop group's class arrays
 //!   are such levels, so its mask is `OUT/<scale>`, geometry from the first class array read.
 //!
-//! Every file is written through [`AtomicFilesystemStore`] (temporary file + rename), and every
-//! chunk is stored, all-zero ones included, so "the chunk file exists" means "the chunk is
+//! `OUT` is a local path or an object-store URL (`s3://`, `gs://`; see [`crate::remote`]).
+//! Every file is written through an [`OutputStore`]: on a filesystem a temporary file and a
+//! rename, on an object store one PUT (atomic there). Every chunk is stored, all-zero ones included, so "the chunk file exists" means "the chunk is
 //! complete": that is the resume check. Metadata is written once, before any chunk, with bytes
 //! that depend only on the inputs and options, so concurrent shard processes writing it race
 //! harmlessly; an existing output is accepted only if its metadata equals this run's.
@@ -29,14 +30,16 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use zarrs::array::Array;
+use zarrs::storage::{ReadableStorageTraits, StoreKey, WritableStorageTraits};
 
 use crate::blocks::{Block, BlockGrid, Shard};
 use crate::budget::{MemoryBudget, human_bytes};
 use crate::error::{Cause, Error, StorageError};
 use crate::geometry::VoxelRegion;
 use crate::mask::MissingAnnotationsMask;
+use crate::remote::{StoreOptions, StoreUrl};
 use crate::sink::MaskSink;
-use crate::store::AtomicFilesystemStore;
+use crate::store::OutputStore;
 use crate::volume::ZarrFormat;
 
 mod attributes;
@@ -45,7 +48,7 @@ mod resume;
 
 use crate::zarr_array::{ArraySpec, Compression};
 use attributes::{array_attributes, array_documents, group_documents, ome_group_attributes};
-use layout::{check_apart_from_inputs, chunk_layout, dataset_path, relative};
+use layout::{check_apart_from_inputs, chunk_layout, dataset_path};
 
 /// Zarr metadata file names (either format).
 const METADATA_FILES: [&str; 4] = ["zarr.json", ".zarray", ".zgroup", ".zattrs"];
@@ -63,12 +66,15 @@ pub struct OutputOptions {
     /// The memory a run may hold; the default chunk shape is made smaller where a label chunk's
     /// block would take more than an eighth of it (see [`crate::budget`]).
     pub memory_budget: MemoryBudget,
+    /// How an output given as an object-store URL is opened.
+    pub store: StoreOptions,
 }
 
 /// One metadata file of the output and its content.
 #[derive(Clone, Debug, PartialEq)]
 struct Document {
-    path: PathBuf,
+    /// Its key below the output's root (`.zarray`, `s0/zarr.json`).
+    key: String,
     bytes: Vec<u8>,
     value: Value,
 }
@@ -92,13 +98,19 @@ struct Document {
 pub struct MaskOutput {
     root: PathBuf,
     array_path: PathBuf,
+    /// The array's key prefix below the root: `""`, or `s0/` in an OME-NGFF group.
+    dataset: String,
+    /// The root on the local filesystem (`None` for an object store).
+    local_root: Option<PathBuf>,
+    /// Everything is read and written through it, rooted at `root`.
+    store: Arc<OutputStore>,
     format: ZarrFormat,
     origin: Vec<u64>,
     shape: Vec<u64>,
     channel_chunk: u64,
     grid: BlockGrid,
     documents: Vec<Document>,
-    array: Array<AtomicFilesystemStore>,
+    array: Array<OutputStore>,
     /// Bytes one block takes while it is read and computed: labels and mask.
     block_bytes: u64,
     memory_budget: MemoryBudget,
@@ -138,7 +150,20 @@ impl MaskOutput {
         if root.as_os_str().is_empty() {
             return Err(spec_error("the output path is empty".into()).into());
         }
-        crate::store::refuse_url(&root)?;
+        let url = StoreUrl::parse(&root.to_string_lossy())?;
+        if url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == crate::remote::Scheme::Http)
+        {
+            return Err(spec_error(
+                "an http(s):// URL is read-only: write to a local path, s3:// or gs://".into(),
+            )
+            .into());
+        }
+        let root = match &url {
+            Some(_) => root,
+            None => crate::store::local_path(&root.to_string_lossy()),
+        };
         check_apart_from_inputs(&root, mask).map_err(spec_error)?;
         let volume = mask.volume();
         let region = region.cloned().unwrap_or_else(|| VoxelRegion {
@@ -189,7 +214,7 @@ impl MaskOutput {
             .collect();
         let voxel_size = geometry.voxel_size.as_slice().to_vec();
         let ome_dataset = (geometry.source == "ome-ngff" && dims < 5)
-            .then(|| dataset_path(volume.path()))
+            .then(|| dataset_path(volume.node()))
             .flatten();
         let array_path = match &ome_dataset {
             Some(dataset) => root.join(dataset),
@@ -211,20 +236,31 @@ impl MaskOutput {
             );
         }
         let metadata = spec.metadata().map_err(spec_error)?;
-        let store = AtomicFilesystemStore::new(&array_path)
-            .map_err(|e| spec_error(format!("cannot open a store there: {e}")))?;
-        let array = Array::new_with_metadata(Arc::new(store), "/", metadata.clone())
+        let store = match &url {
+            Some(url) => crate::store::remote_output(crate::remote::open(url, options.store)?),
+            None => crate::store::filesystem_output(&root)
+                .map_err(|e| spec_error(format!("cannot open a store there: {e}")))?,
+        };
+        let store = Arc::new(store);
+        let dataset = ome_dataset
+            .as_ref()
+            .map_or_else(String::new, |d| format!("{d}/"));
+        let array_node = format!("/{}", dataset.trim_end_matches('/'));
+        let array = Array::new_with_metadata(store.clone(), &array_node, metadata.clone())
             .map_err(|e| spec_error(e.to_string()))?;
 
         let mut documents = Vec::new();
         if let Some(dataset) = &ome_dataset {
             let group = ome_group_attributes(mask, dataset, format, &offset, &voxel_size);
-            documents.extend(group_documents(&root, format, group));
+            documents.extend(group_documents(format, group));
         }
-        documents.extend(array_documents(&array_path, metadata).map_err(spec_error)?);
+        documents.extend(array_documents(&dataset, metadata).map_err(spec_error)?);
         Ok(Self {
+            local_root: url.is_none().then(|| root.clone()),
             root,
             array_path,
+            dataset,
+            store,
             format,
             origin: region.start.clone(),
             shape,
@@ -326,15 +362,18 @@ impl MaskOutput {
     pub fn create(&self) -> Result<(), Error> {
         self.check()?;
         for doc in &self.documents {
-            if doc.path.exists() {
+            let key = document_key(doc)?;
+            let what = || format!("metadata {}", doc.key);
+            let present = self
+                .store
+                .size_key(&key)
+                .map_err(|e| self.write_error(what(), Cause::error(e)))?;
+            if present.is_some() {
                 continue;
             }
-            crate::store::write_atomically(&doc.path, &doc.bytes).map_err(|e| {
-                self.write_error(
-                    format!("metadata {}", relative(&self.root, &doc.path)),
-                    Cause::error(e),
-                )
-            })?;
+            self.store
+                .set(&key, doc.bytes.clone().into())
+                .map_err(|e| self.write_error(what(), Cause::error(e)))?;
         }
         Ok(())
     }
@@ -380,6 +419,17 @@ impl MaskOutput {
         }
         Ok(())
     }
+}
+
+/// The store key of a metadata document.
+fn document_key(doc: &Document) -> Result<StoreKey, Error> {
+    StoreKey::new(doc.key.as_str()).map_err(|e| {
+        StorageError::OutputSpec {
+            path: doc.key.clone(),
+            message: e.to_string(),
+        }
+        .into()
+    })
 }
 
 pub(super) fn chunk_indices(channel_chunk: u64, block: &Block) -> Vec<u64> {

@@ -5,13 +5,12 @@
 
 use serde_json::Value;
 
-use super::layout::relative;
 use super::{METADATA_FILES, MaskOutput, chunk_indices};
 use crate::blocks::{Block, Shard};
 use crate::error::{Cause, Error, StorageError};
-use zarrs::storage::{ReadableStorageTraits, StorePrefix};
+use zarrs::storage::{ListableStorageTraits, ReadableStorageTraits, StoreKey, StorePrefix};
 
-use crate::store::is_temporary;
+use crate::store::{NotAFile, is_temporary};
 use crate::volume::ZarrFormat;
 
 impl MaskOutput {
@@ -20,42 +19,49 @@ impl MaskOutput {
     /// Returns whether matching metadata was found.
     pub fn check(&self) -> Result<bool, Error> {
         let name = self.name();
-        if self.root.exists() && !self.root.is_dir() {
+        if let Some(root) = &self.local_root
+            && root.exists()
+            && !root.is_dir()
+        {
             return Err(StorageError::OutputExists {
                 path: name,
                 problem: "is a file, not a directory".into(),
             }
             .into());
         }
+        let read_error = |what: String, e: &dyn std::fmt::Display| -> Error {
+            StorageError::Read {
+                path: self.name(),
+                what,
+                message: Cause::text(e.to_string()),
+            }
+            .into()
+        };
         let mut found = false;
         for doc in &self.documents {
-            match std::fs::metadata(&doc.path) {
-                Ok(meta) if !meta.is_file() => {
+            let key =
+                StoreKey::new(doc.key.as_str()).map_err(|e| read_error(doc.key.clone(), &e))?;
+            let bytes = match self.store.get(&key) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                Err(e) if NotAFile::of(&e).is_some() => {
                     return Err(StorageError::OutputExists {
                         path: name,
-                        problem: format!(
-                            "holds {} which is not a regular file",
-                            relative(&self.root, &doc.path)
-                        ),
+                        problem: format!("holds {} which is not a regular file", doc.key),
                     }
                     .into());
                 }
-                Ok(_) => {}
-                Err(_) => continue,
-            }
-            let Ok(text) = std::fs::read(&doc.path) else {
-                continue;
+                Err(e) => return Err(read_error(format!("metadata {}", doc.key), &e)),
             };
-            let file = relative(&self.root, &doc.path);
             let existing: Value =
-                serde_json::from_slice(&text).map_err(|e| StorageError::OutputExists {
+                serde_json::from_slice(&bytes).map_err(|e| StorageError::OutputExists {
                     path: name.clone(),
-                    problem: format!("holds unreadable metadata {file}: {e}"),
+                    problem: format!("holds unreadable metadata {}: {e}", doc.key),
                 })?;
             if let Some(difference) = first_difference(&existing, &doc.value, "") {
                 return Err(StorageError::OutputMismatch {
                     path: name,
-                    file,
+                    file: doc.key.clone(),
                     difference,
                 }
                 .into());
@@ -63,32 +69,35 @@ impl MaskOutput {
             found = true;
         }
         // Metadata of the other zarr format, or files that are not ours, mean someone else's
-        // data: refuse it. (Directories and temporary files are expected while sibling shards
-        // create the output.)
-        for dir in [&self.root, &self.array_path] {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
+        // data: refuse it. (Sub-directories, and the temporaries the store hides, are expected
+        // while sibling shards create the output.)
+        let mut prefixes = vec![StorePrefix::root()];
+        if !self.dataset.is_empty() {
+            prefixes.push(
+                StorePrefix::new(self.dataset.as_str())
+                    .map_err(|e| read_error(self.dataset.clone(), &e))?,
+            );
+        }
+        for prefix in prefixes {
+            let listing = match self.store.list_dir(&prefix) {
+                Ok(listing) => listing,
+                // A local directory that is not there yet.
+                Err(_) if self.local_root.is_some() => continue,
+                Err(e) => return Err(read_error("(listing)".into(), &e)),
             };
-            for entry in entries.flatten() {
-                let file_name = entry.file_name().to_string_lossy().into_owned();
-                let path = entry.path();
-                if path.is_dir() || is_temporary(&file_name) {
+            for key in listing.keys() {
+                let key = key.as_str();
+                let file_name = key.rsplit('/').next().unwrap_or(key);
+                if is_temporary(file_name) || self.documents.iter().any(|d| d.key == key) {
                     continue;
                 }
-                if self.documents.iter().any(|d| d.path == path) {
-                    continue;
-                }
-                let problem = if METADATA_FILES.contains(&file_name.as_str()) {
+                let problem = if METADATA_FILES.contains(&file_name) {
                     format!(
-                        "holds zarr metadata {} that this run (zarr v{}) would not write",
-                        relative(&self.root, &path),
+                        "holds zarr metadata {key} that this run (zarr v{}) would not write",
                         self.format.number()
                     )
                 } else {
-                    format!(
-                        "is not empty and not a mask output (found {})",
-                        relative(&self.root, &path)
-                    )
+                    format!("is not empty and not a mask output (found {key})")
                 };
                 return Err(StorageError::OutputExists {
                     path: name.clone(),
@@ -139,7 +148,7 @@ impl MaskOutput {
         shard: Shard,
         run_start: std::time::SystemTime,
     ) -> Result<usize, Error> {
-        let store = self.array.storage();
+        let store = &self.store;
         let num_blocks = self.grid.num_blocks();
         let listing_error = |e: zarrs::storage::StorageError| {
             self.write_error("(listing temporaries)".to_string(), Cause::error(e))
@@ -168,7 +177,7 @@ impl MaskOutput {
                     self.write_error(
                         format!(
                             "(removing stale temporary {})",
-                            self.array_path.join(temporary.key.as_str()).display()
+                            self.root.join(temporary.key.as_str()).display()
                         ),
                         Cause::error(e),
                     )
@@ -180,9 +189,10 @@ impl MaskOutput {
         Ok(removed)
     }
 
-    /// The chunk indices of the chunk `key` (relative to the array), if it is one of this
+    /// The chunk indices of the chunk `key` (relative to the output's root), if it is one of this
     /// array's chunk keys.
     fn chunk_of(&self, key: &str) -> Option<Vec<u64>> {
+        let key = key.strip_prefix(self.dataset.as_str())?;
         let mut parts: Vec<&str> = key.split('/').collect();
         if self.format == ZarrFormat::V3 {
             if parts.first() != Some(&"c") {

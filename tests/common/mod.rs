@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod crop;
+pub mod s3;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};

@@ -4,11 +4,28 @@ use std::path::Path;
 
 use annomask::cellmap::CropOptions;
 use annomask::node::Node;
+use annomask::remote::StoreOptions;
 use annomask::source::{SourceFormat, SourceOption};
 use annomask::{MaskOptions, MaskPolicy, SparsePolicy};
 use clap::Args;
 
 use crate::CliError;
+
+/// How object-store URLs (`s3://`, `gs://`, `https://`) are opened; credentials and endpoints
+/// come from the environment (docs/remote.md).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct StoreArgs {
+    /// Read object stores without credentials (unsigned requests): public buckets such as the
+    /// CellMap and OpenOrganelle data on S3.
+    #[arg(long)]
+    pub anonymous: bool,
+}
+
+impl StoreArgs {
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions::anonymous(self.anonymous)
+    }
+}
 
 /// How ids are judged and masked (SPEC 1.2, 1.5, 2). Label arrays only: a CellMap crop group
 /// has no background and no annotation states (SPEC 1.4), so giving one of these for a crop
@@ -89,8 +106,9 @@ pub fn check_source(
     path: &Path,
     mask: &MaskArgs,
     crop: &CropArgs,
+    store: StoreOptions,
 ) -> Result<(Node, &'static dyn SourceFormat), CliError> {
-    let node = Node::local(path).map_err(annomask::Error::from)?;
+    let node = Node::open(&path.to_string_lossy(), store).map_err(annomask::Error::from)?;
     let format = annomask::formats::detect(&node);
     format.check(&node)?;
     let given = mask

@@ -12,13 +12,14 @@ use annomask::{ChannelGroupings, Engine, EngineChoice, MissingAnnotationsMask, R
 use clap::Args;
 
 use crate::CliError;
-use crate::args::{CropArgs, MaskArgs, check_source};
+use crate::args::{CropArgs, MaskArgs, StoreArgs, check_source};
 use crate::progress::{Reporter, duration, voxel_rate};
 
 #[derive(Args, Debug)]
 pub struct ComputeArgs {
-    /// Label arrays or CellMap crop groups (zarr v2 or v3 directories), or quoted glob
-    /// patterns matching them.
+    /// Label arrays or CellMap crop groups (zarr v2 or v3 directories, N5 arrays, or s3://,
+    /// gs:// or https:// URLs of them), or quoted glob patterns matching them (in a URL: over
+    /// the store's keys).
     #[arg(required = true, value_name = "LABELS")]
     labels: Vec<String>,
     /// Channel groupings: JSON `[["mito", [3, 4, 5]], ...]` (label ids) or
@@ -26,9 +27,12 @@ pub struct ComputeArgs {
     /// `groupings = [...]`.
     #[arg(long, value_name = "FILE")]
     groupings: PathBuf,
-    /// Output array. With several inputs, a template: {name} (crop), {stem}, {path}, {index}.
+    /// Output array (a local path, or an s3:// or gs:// URL). With several inputs, a template:
+    /// {name} (crop), {stem}, {path}, {index}.
     #[arg(long, value_name = "OUT.zarr")]
     out: String,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(flatten)]
     mask: MaskArgs,
     #[command(flatten)]
@@ -68,12 +72,14 @@ pub struct ComputeArgs {
     queue_depth: u64,
     /// Threads encoding and writing chunks; more keep more writes in flight (slow or network
     /// storage). 0: each reader writes the blocks it computed (fast local storage).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
-    writers: u64,
+    /// [default: 2; 8 for an object-store output]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=64))]
+    writers: Option<u64>,
     /// Threads reading, decoding and computing blocks (each on its own thread when there are
-    /// at least as many as engine threads).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
-    readers: u64,
+    /// at least as many as engine threads); each keeps one request in flight on an object
+    /// store. [default: 2; 16 when an input is an object-store URL]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    readers: Option<u64>,
     /// The memory a run may hold at once (labels and masks of the blocks in flight), e.g.
     /// 16GiB; output chunks whose blocks do not fit are refused, compressed label chunks
     /// larger than a quarter of it too. [default: 8GiB, or ANNOMASK_MEMORY_BUDGET]
@@ -84,15 +90,22 @@ pub struct ComputeArgs {
     quiet: bool,
 }
 
+/// Readers when an input is an object-store URL: requests in flight, enough to hide 20 ms a
+/// request (BENCHMARKS.md, "Remote data").
+pub const REMOTE_READERS: u64 = 16;
+/// Writers when the output is an object-store URL.
+pub const REMOTE_WRITERS: u64 = 8;
+
 pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     if let Some(n) = args.threads {
         crate::args::start_threads(n)?;
     }
     let groupings = ChannelGroupings::from_file(&args.groupings)?;
-    let inputs = batch::expand_inputs(&args.labels)?;
-    let out = annomask::store::local_path(&args.out)?;
-    let outs = OutputTemplate::new(out.to_string_lossy().as_ref()).render_all(&inputs)?;
-    let options = args.mask.options().engine(args.engine).verify(args.verify);
+    let store = args.store.options();
+    let inputs = batch::expand_inputs(&args.labels, store)?;
+    let outs = OutputTemplate::new(args.out.as_str()).render_all(&inputs)?;
+    let mut options = args.mask.options().engine(args.engine).verify(args.verify);
+    options.store = store;
     let crop_options = args.crop.options();
     let output_options = OutputOptions {
         format: args.zarr_format.map(|f| {
@@ -105,13 +118,14 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
         chunks: args.chunks.clone(),
         compression: args.compression,
         memory_budget: args.memory_budget,
+        store,
     };
 
     // Check every input and output before writing anything and before looking for a GPU: the
     // masks are opened with the CPU engine, and given the chosen one afterwards.
     let mut checked = Vec::with_capacity(inputs.len());
     for (input, out) in inputs.iter().zip(&outs) {
-        let (node, format) = check_source(input, &args.mask, &args.crop)?;
+        let (node, format) = check_source(input, &args.mask, &args.crop, store)?;
         let source = format.open(&node, groupings.clone(), &options, &crop_options)?;
         let mut mask = MissingAnnotationsMask::from_source(source, options, Engine::cpu());
         mask.set_memory_budget(args.memory_budget);
@@ -136,12 +150,23 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     if !args.quiet {
         say!("engine: {}", engine.describe());
     }
+    // Object stores answer each request after tens of milliseconds: more readers (writers)
+    // keep more requests in flight; the memory check above them counts every one.
+    let is_url = |p: &Path| {
+        annomask::remote::StoreUrl::parse(&p.to_string_lossy()).is_ok_and(|u| u.is_some())
+    };
+    let remote_in = inputs.iter().any(|p| is_url(p));
+    let remote_out = outs.iter().any(|p| is_url(p));
     let run_options = RunOptions {
         shard: args.shard,
         resume: args.resume,
         queue_depth: args.queue_depth as usize,
-        writers: args.writers as usize,
-        readers: args.readers as usize,
+        writers: args
+            .writers
+            .unwrap_or(if remote_out { REMOTE_WRITERS } else { 2 }) as usize,
+        readers: args
+            .readers
+            .unwrap_or(if remote_in { REMOTE_READERS } else { 2 }) as usize,
     };
     let count = jobs.len();
     for (i, (input, mask, output)) in jobs.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! `annomask demo`: synthesise a crop with annotation metadata (or, `--cellmap`, a CellMap crop
 //! group), run the real compute pipeline on it, and summarise each channel.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use annomask::cellmap::{self, CropReport};
 use annomask::output::{MaskOutput, OutputOptions};
@@ -12,6 +12,7 @@ use annomask::{
 use clap::Args;
 
 use crate::CliError;
+use crate::args::StoreArgs;
 use crate::compute::{compute_one, print_summary};
 
 #[derive(Args, Debug)]
@@ -22,9 +23,13 @@ pub struct DemoArgs {
     /// Engine: auto (the CPU, or a hardware GPU where it measures faster), cpu or gpu.
     #[arg(long, default_value = "auto")]
     engine: EngineChoice,
-    /// Write the crop and its mask here instead of a temporary directory (kept afterwards).
+    /// Write the crop and its mask here instead of a temporary directory (kept afterwards): a
+    /// local directory, or an s3:// or gs:// URL (the crop is synthesised locally, uploaded,
+    /// and masked from there).
     #[arg(long)]
-    out: Option<PathBuf>,
+    out: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Zarr format of the synthetic crop (and so of the mask).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     zarr_format: u8,
@@ -36,9 +41,13 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let temp;
+    let url = match &args.out {
+        Some(out) => annomask::remote::StoreUrl::parse(out)?,
+        None => None,
+    };
     let dir = match &args.out {
-        Some(d) => annomask::store::local_path(&d.to_string_lossy())?,
-        None => {
+        Some(d) if url.is_none() => annomask::store::local_path(d),
+        _ => {
             temp = tempfile::tempdir().map_err(|e| annomask::StorageError::Write {
                 path: std::env::temp_dir().display().to_string(),
                 what: "a temporary directory".into(),
@@ -52,7 +61,24 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     } else {
         ZarrFormat::V3
     };
-    let options = MaskOptions::default().engine(args.engine);
+    let mut options = MaskOptions::default().engine(args.engine);
+    options.store = args.store.options();
+    // Where the mask is read from: the local crop, or its copy on the object store.
+    let place = |crop: &Path| -> Result<PathBuf, CliError> {
+        let Some(url) = &url else {
+            return Ok(crop.to_path_buf());
+        };
+        let name = crop.strip_prefix(&dir).unwrap_or(crop);
+        let first = name
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let target = url.join(&first);
+        let files = annomask::remote::upload(&dir.join(&first), &target, options.store)?;
+        say!("uploaded {files} files to {target}");
+        Ok(PathBuf::from(url.join(&name.to_string_lossy()).as_str()))
+    };
     let mask = if args.cellmap {
         let crop = cellmap::synth::write_demo_crop(&dir, args.size as usize, format)?;
         say!(
@@ -69,7 +95,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
             &CropOptions::default(),
         );
         say_raw!("\n{report}");
-        let mask = MissingAnnotationsMask::open(&crop, groupings, options)?;
+        let mask = MissingAnnotationsMask::open(place(&crop)?, groupings, options)?;
         say!("\nengine: {}", mask.engine().describe());
         mask
     } else {
@@ -80,13 +106,20 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
             crop.display(),
             n = args.size
         );
-        let mask = MissingAnnotationsMask::open(&crop, synth::demo_groupings(), options)?;
+        let mask = MissingAnnotationsMask::open(place(&crop)?, synth::demo_groupings(), options)?;
         say!("engine: {}", mask.engine().describe());
         say_raw!("\n{}", mask.plan());
         mask
     };
-    let out = dir.join("demo_mask.zarr");
-    let output = MaskOutput::new(&out, &mask, None, &OutputOptions::default())?;
+    let out = match &url {
+        Some(url) => PathBuf::from(url.join("demo_mask.zarr").as_str()),
+        None => dir.join("demo_mask.zarr"),
+    };
+    let output_options = OutputOptions {
+        store: options.store,
+        ..OutputOptions::default()
+    };
+    let output = MaskOutput::new(&out, &mask, None, &output_options)?;
     say!(
         "\ncomputing the mask into {}",
         output.array_path().display()

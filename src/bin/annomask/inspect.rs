@@ -7,13 +7,16 @@ use annomask::ChannelGroupings;
 use clap::Args;
 
 use crate::CliError;
-use crate::args::{CropArgs, MaskArgs, check_source};
+use crate::args::{CropArgs, MaskArgs, StoreArgs, check_source};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The label array or CellMap crop group (a zarr v2 or v3 directory).
+    /// The label array or CellMap crop group (a zarr v2 or v3 directory, an N5 array, or an
+    /// s3://, gs:// or https:// URL of one).
     #[arg(value_name = "LABELS")]
     labels: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Channel groupings (label ids, or class names for a crop group), to show the plan per
     /// channel and check them against the source.
     #[arg(long, value_name = "FILE")]
@@ -33,8 +36,7 @@ pub fn run(args: InspectArgs) -> Result<(), CliError> {
         .as_ref()
         .map(ChannelGroupings::from_file)
         .transpose()?;
-    let path = &annomask::store::local_path(&args.labels.to_string_lossy())?;
-    let (node, format) = check_source(path, &args.mask, &args.crop)?;
+    let (node, format) = check_source(&args.labels, &args.mask, &args.crop, args.store.options())?;
     let report = format.inspect(&node, groupings, &args.mask.options(), &args.crop.options())?;
     if args.json {
         say!("{}", report.to_json());
