@@ -130,11 +130,6 @@ impl Node {
         }
     }
 
-    /// Whether the node is in a remote store (opened from a URL).
-    pub fn is_remote(&self) -> bool {
-        self.local.is_none() && StoreUrl::parse(&self.name).is_ok_and(|u| u.is_some())
-    }
-
     /// The node at the local `path`: a [`RegularFileStore`] over the filesystem root (so the
     /// node's parents and children are in reach), named as `path` is given.
     ///

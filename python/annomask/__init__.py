@@ -277,11 +277,14 @@ def open(
     allow_missing_metadata=False,
     scale="s0",
     verify=False,
+    anonymous=False,
 ):
     """Opens a label array or a CellMap crop group as a :class:`MissingAnnotationsMask`.
 
     Args:
-        path: the zarr label array (a directory with ``.zarray`` or ``zarr.json``) or crop group.
+        path: the zarr label array (a directory with ``.zarray`` or ``zarr.json``, or an N5
+            array) or crop group; or an ``s3://``, ``gs://`` or ``https://`` URL of one
+            (credentials and endpoints from the environment, as for the CLI: docs/remote.md).
         groupings: the channels: a list of ``(name, [label ids])`` pairs for a label array, of
             ``(name, [class names])`` for a crop group, a dict ``name -> members``, or the path of
             a JSON/TOML file holding such a list.
@@ -296,6 +299,7 @@ def open(
             is missing" instead of an error.
         scale: the multiscale level a crop group is read at.
         verify: recompute every block on the CPU and raise on any difference.
+        anonymous: read object-store URLs with unsigned requests (public buckets).
 
     Crop groups use only ``engine``, ``scale`` and ``verify`` (no background, no sparse states).
     The GIL is released while opening and computing.
@@ -310,6 +314,7 @@ def open(
         allow_missing_metadata=allow_missing_metadata,
         scale=scale,
         verify=verify,
+        anonymous=anonymous,
     )
     return MissingAnnotationsMask(inner)
 
@@ -354,7 +359,7 @@ class Feeder:
         weighting: ``"uniform"`` (every crop equally often) or ``"size"`` (by voxel count).
         with_labels: also return each ROI's source data (``Batch.labels``).
         batches: stop after this many batches (default: never).
-        engine, policy, sparse, background, allow_missing_metadata, scale: as for
+        engine, policy, sparse, background, allow_missing_metadata, scale, anonymous: as for
             :func:`open`, for crops given as paths.
 
     Yields :class:`Batch` named tuples (``batch.targets``, ``batch.mask``; ``torch.from_numpy``
@@ -381,6 +386,7 @@ class Feeder:
         background=0,
         allow_missing_metadata=False,
         scale="s0",
+        anonymous=False,
     ):
         if isinstance(crops, (str, os.PathLike, MissingAnnotationsMask)):
             crops = [crops]
@@ -404,6 +410,7 @@ class Feeder:
                     engine=engine,
                     allow_missing_metadata=allow_missing_metadata,
                     scale=scale,
+                    anonymous=anonymous,
                 )
             )
         # The opened crops, in order (``Batch.crops`` indexes them).

@@ -297,7 +297,7 @@ impl Mask {
 
 /// Opens a label array or CellMap crop group with the process-wide engine of its choice.
 #[pyfunction]
-#[pyo3(signature = (path, groupings, *, policy, sparse, background, engine, allow_missing_metadata, scale, verify))]
+#[pyo3(signature = (path, groupings, *, policy, sparse, background, engine, allow_missing_metadata, scale, verify, anonymous))]
 #[allow(clippy::too_many_arguments)]
 fn open(
     py: Python<'_>,
@@ -310,6 +310,7 @@ fn open(
     allow_missing_metadata: bool,
     scale: &str,
     verify: bool,
+    anonymous: bool,
 ) -> PyResult<Mask> {
     let options = mask_options(
         policy,
@@ -318,7 +319,8 @@ fn open(
         engine,
         allow_missing_metadata,
         verify,
-    )?;
+    )?
+    .anonymous(anonymous);
     let crop_options = CropOptions::default().scale(scale);
     let groupings = groupings.inner.clone();
     py.detach(|| {

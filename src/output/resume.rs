@@ -51,6 +51,9 @@ impl MaskOutput {
                     }
                     .into());
                 }
+                // A local path that cannot be read (a file in the way of a directory): the
+                // write says why.
+                Err(_) if self.local_root.is_some() => continue,
                 Err(e) => return Err(read_error(format!("metadata {}", doc.key), &e)),
             };
             let existing: Value =
