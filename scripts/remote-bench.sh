@@ -75,10 +75,10 @@ if "$PY" -c "import annomask" 2>/dev/null; then
       src=$WORK/local/demo_crop.zarr/labels; ep=$DIRECT
       if [ "$where" = proxied ]; then src=$INPUT; ep=$PROXIED; fi
       AWS_ENDPOINT_URL=$ep "$PY" - "$src" "$where" "$WORK/times" <<'PYF'
-import sys, time, annomask
+import os, sys, time, annomask
 src, where, out = sys.argv[1:4]
 g = [("mito", [3, 4, 5]), ("er", [16, 17]), ("nucleus", [20, 21]), ("ecs", [1]), ("all", [])]
-f = annomask.Feeder(src, (64, 64, 64), groupings=g, engine="cpu", batch_size=4, batches=40, seed=1)
+f = annomask.Feeder(src, (64, 64, 64), groupings=g, engine="cpu", batch_size=4, batches=int(os.environ.get("FEED_BATCHES", "40")), seed=1)
 t0 = time.perf_counter(); n = sum(1 for _ in f); dt = time.perf_counter() - t0
 open(out, "a").write(f"feeder-batches/s/{where} {n/dt:.3f}\n")
 PYF
@@ -86,7 +86,7 @@ PYF
   done
 fi
 python3 - "$WORK/times" "$SIZE" <<'PY'
-import sys, collections, statistics
+import os, sys, collections, statistics
 times = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     k, v = line.split(); times[k].append(float(v))
@@ -103,7 +103,8 @@ if "feeder-batches/s/local" in times:
     loc = statistics.median(times["feeder-batches/s/local"])
     rem = statistics.median(times.get("feeder-batches/s/proxied", [0]))
     print()
-    print("| feeder, 64^3 ROIs, batches of 4, 40 batches | batches/s (median) | vs local |")
+    nb = os.environ.get("FEED_BATCHES", "40")
+    print(f"| feeder, 64^3 ROIs, batches of 4, {nb} batches | batches/s (median) | vs local |")
     print("| --- | --- | --- |")
     print(f"| local disk | {loc:.1f} ({', '.join(f'{x:.1f}' for x in times['feeder-batches/s/local'])}) | 1.00 |")
     print(f"| S3 + 20 ms a request | {rem:.1f} ({', '.join(f'{x:.1f}' for x in times.get('feeder-batches/s/proxied', []))}) | {rem/loc:.2f} |")

@@ -31,6 +31,9 @@ pub(crate) struct ChunkSource<'a> {
     pub cache: Option<&'a ChunkCacheDecodedLruSizeLimit>,
     /// The largest decoded chunk read whole (bytes).
     pub chunk_limit: u64,
+    /// The array is in an object store: read the chunks of a region on the I/O pool
+    /// ([`crate::remote::io_pool`]), many requests in flight, not on the cores' pool.
+    pub remote: bool,
 }
 
 /// How the chunks of an array can be read in part.
@@ -95,20 +98,26 @@ impl ChunkSource<'_> {
             .map(|&s| usize::try_from(s))
             .collect::<Result<_, _>>()
             .map_err(|e| self.error(describe(), Cause::error(e)))?;
-        let parts: Vec<(ArraySubset, Part<T>)> = indices
-            .par_iter()
-            .map(|chunk| {
-                let chunk_subset = self
-                    .array
-                    .chunk_subset(chunk)
-                    .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
-                let inside = chunk_subset
-                    .overlap(&subset)
-                    .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
-                let part = self.read_part::<T>(chunk, &chunk_subset, &inside)?;
-                Ok((inside, part))
-            })
-            .collect::<Result<_, Error>>()?;
+        let read_all = || {
+            indices
+                .par_iter()
+                .map(|chunk| {
+                    let chunk_subset = self
+                        .array
+                        .chunk_subset(chunk)
+                        .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
+                    let inside = chunk_subset
+                        .overlap(&subset)
+                        .map_err(|e| self.error(self.chunk_name(chunk), Cause::error(e)))?;
+                    let part = self.read_part::<T>(chunk, &chunk_subset, &inside)?;
+                    Ok((inside, part))
+                })
+                .collect::<Result<Vec<(ArraySubset, Part<T>)>, Error>>()
+        };
+        let parts = match self.remote && indices.len() > 1 {
+            true => crate::remote::io_pool().install(read_all)?,
+            false => read_all()?,
+        };
         let mut out = ArrayD::from_elem(IxDyn(&shape), T::zeroed());
         for (inside, part) in parts {
             // Straight from the decoded chunk into place: one copy.

@@ -297,6 +297,32 @@ pub fn upload(
     Ok(count)
 }
 
+/// Requests a region's read keeps in flight on an object store ([`io_pool`]).
+pub const IO_THREADS: usize = 16;
+
+/// The thread pool that reads the chunks of one region from an object store: [`IO_THREADS`]
+/// threads, mostly waiting on requests, so the chunks of a region (a feeder ROI across chunk
+/// borders) are fetched together rather than two at a time on a 2-core pool. One per process
+/// (made again in a forked child).
+pub fn io_pool() -> &'static rayon::ThreadPool {
+    static POOL: Mutex<Option<(u32, &'static rayon::ThreadPool)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((owner, pool)) = *slot
+        && owner == pid
+    {
+        return pool;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(IO_THREADS)
+        .thread_name(|i| format!("annomask-fetch-{i}"))
+        .build()
+        .expect("an I/O thread pool starts");
+    let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
+    *slot = Some((pid, pool));
+    pool
+}
+
 /// Runs the object stores' futures: one multi-threaded tokio runtime per process, made on first
 /// use and made again in a forked child (a runtime's threads do not survive `fork`; the
 /// parent's runtime is left alone, never dropped in the child).

@@ -330,6 +330,7 @@ impl LabelVolume {
             array: &self.array,
             cache: self.cache.get(),
             chunk_limit: self.chunk_limit,
+            remote: self.node.local_path().is_none(),
         };
         if self.reversed {
             let stored = VoxelRegion {

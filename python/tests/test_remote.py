@@ -54,7 +54,7 @@ def s3():
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     req = urllib.request.Request(f"{endpoint}/py-remote", method="PUT")
-    urllib.request.urlopen(req).close()
+    urllib.request.urlopen(req, timeout=60).close()
     yield endpoint
     proc.kill()
     proc.wait()
@@ -72,8 +72,10 @@ def _upload(endpoint, local_dir, prefix):
             path = os.path.join(root, name)
             key = prefix + "/" + os.path.relpath(path, local_dir)
             with open(path, "rb") as f:
-                req = urllib.request.Request(f"{endpoint}/py-remote/{key}", data=f.read(), method="PUT")
-            urllib.request.urlopen(req).close()
+                req = urllib.request.Request(
+                    f"{endpoint}/py-remote/{key}", data=f.read(), method="PUT",
+                    headers={"Content-Type": "application/octet-stream"})
+            urllib.request.urlopen(req, timeout=60).close()
 
 
 GROUPINGS = [("mito", [3, 4, 5]), ("er", [16, 17]), ("nucleus", [20, 21]), ("ecs", [1])]

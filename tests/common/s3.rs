@@ -80,6 +80,15 @@ impl S3Server {
         for (k, v) in extra_env {
             command.env(k, v);
         }
+        // The server dies with the thread that started it (a test binary killed or ended never
+        // leaves one running).
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = command.spawn().expect("moto_server starts");
         let server = S3Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
