@@ -31,7 +31,7 @@
 //! Whole volumes, block by block (the `compute` command): [`output::MaskOutput`] lays out and
 //! creates the mask array, [`pipeline::run`] reads, computes and writes it in overlapping
 //! stages with bounded memory, [`blocks`] cuts it into chunk-aligned blocks and shards,
-//! [`store::AtomicFilesystemStore`] writes every chunk atomically, [`batch`] expands many crops
+//! [`store::AtomicStore`] writes every chunk atomically, [`batch`] expands many crops
 //! and names their outputs, and [`MaskSource`] is the seam every source format implements ([`labels`], [`cellmap`]).
 #![warn(missing_docs)]
 

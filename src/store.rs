@@ -1,4 +1,5 @@
-//! [`AtomicFilesystemStore`]: a zarr filesystem store whose every write is atomic (SPEC 6).
+//! [`AtomicStore`]: a zarr store whose every write is atomic (SPEC 6); [`filesystem_output`]
+//! makes one over a local directory, [`remote_output`] over an object store.
 //!
 //! `zarrs`' `FilesystemStore::set` writes the destination file in place, so a process killed
 //! mid-write leaves a truncated chunk that looks complete. This store writes each value to a
@@ -14,10 +15,10 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use annomask::store::AtomicFilesystemStore;
+//! use annomask::store::filesystem_output;
 //! use zarrs::storage::{ReadableStorageTraits, StoreKey, WritableStorageTraits};
 //! let dir = tempfile::tempdir()?;
-//! let store = AtomicFilesystemStore::new(dir.path())?;
+//! let store = filesystem_output(dir.path())?;
 //! let key = StoreKey::new("c/0/0")?;
 //! store.set(&key, vec![1u8, 2, 3].into())?;
 //! assert_eq!(store.get(&key)?.unwrap().as_ref(), &[1, 2, 3]);
@@ -42,7 +43,7 @@ use zarrs::storage::{
 /// The marker between a key's file name and the rest of a temporary file's name.
 const TEMP_MARKER: &str = ".tmp-";
 
-/// Whether a file name is that of a temporary file of [`AtomicFilesystemStore`].
+/// Whether a file name is that of a temporary file of [`filesystem_output`].
 ///
 /// ```
 /// use annomask::store::is_temporary;
@@ -262,28 +263,6 @@ impl<S: ?Sized> AtomicStore<S> {
     /// Removes a temporary; `false` if it was gone already.
     pub fn remove_temporary(&self, temporary: &Temporary) -> Result<bool, StorageError> {
         self.commit.remove(temporary)
-    }
-}
-
-/// A filesystem store that writes every value through a temporary file and a rename.
-pub type AtomicFilesystemStore = AtomicStore<FilesystemStore>;
-
-impl AtomicStore<FilesystemStore> {
-    /// A store rooted at `base` (created on the first write if absent).
-    pub fn new(base: impl AsRef<Path>) -> Result<Self, FilesystemStoreCreateError> {
-        let base = base.as_ref();
-        let commit = RenameCommit {
-            files: FilesystemStore::new(base)?,
-        };
-        Ok(Self::with_commit(
-            Arc::new(FilesystemStore::new(base)?),
-            Box::new(commit),
-        ))
-    }
-
-    /// The file that holds `key`.
-    pub fn key_path(&self, key: &StoreKey) -> PathBuf {
-        self.inner.key_to_fspath(key)
     }
 }
 
@@ -581,7 +560,7 @@ mod tests {
     #[test]
     fn writes_replace_atomically_and_leave_no_temporaries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AtomicFilesystemStore::new(dir.path()).unwrap();
+        let store = filesystem_output(dir.path()).unwrap();
         let key = StoreKey::new("a/b/0").unwrap();
         store.set(&key, vec![1u8; 10].into()).unwrap();
         store.set(&key, vec![2u8; 3].into()).unwrap();
@@ -596,7 +575,7 @@ mod tests {
     #[test]
     fn temporaries_are_hidden_from_listings() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AtomicFilesystemStore::new(dir.path()).unwrap();
+        let store = filesystem_output(dir.path()).unwrap();
         store
             .set(&StoreKey::new("c/0").unwrap(), vec![1u8].into())
             .unwrap();
@@ -618,7 +597,7 @@ mod tests {
     #[test]
     fn partial_writes_patch_the_whole_value() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AtomicFilesystemStore::new(dir.path()).unwrap();
+        let store = filesystem_output(dir.path()).unwrap();
         let key = StoreKey::new("k").unwrap();
         store.set(&key, vec![0u8; 4].into()).unwrap();
         store.set_partial(&key, 2, vec![7u8, 7, 7].into()).unwrap();

@@ -65,6 +65,32 @@ fn crop(dir: &Path, shape: &[u64], chunks: &[u64]) -> (PathBuf, PathBuf) {
     (labels, groupings)
 }
 
+/// A crop of `shape` written locally and uploaded to `s3://<bucket>/crop.zarr`.
+struct Staged {
+    dir: tempfile::TempDir,
+    /// `s3://<bucket>`.
+    b: String,
+    labels: PathBuf,
+    groupings: PathBuf,
+    /// `s3://<bucket>/crop.zarr/labels`.
+    input: String,
+}
+
+fn staged(server: &S3Server, bucket_name: &str, shape: &[u64], chunks: &[u64]) -> Staged {
+    let b = bucket(server, bucket_name);
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, groupings) = crop(dir.path(), shape, chunks);
+    upload(&dir.path().join("crop.zarr"), &format!("{b}/crop.zarr"));
+    let input = format!("{b}/crop.zarr/labels");
+    Staged {
+        dir,
+        b,
+        labels,
+        groupings,
+        input,
+    }
+}
+
 fn upload(dir: &Path, url: &str) {
     remote::upload(
         dir,
@@ -152,13 +178,13 @@ fn comparable(mut out: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn compute_on_s3_equals_local() {
     let Some(server) = server() else { return };
-    let b = bucket(server, "compute-equal");
-    let dir = tempfile::tempdir().unwrap();
-    let (labels, groupings) = crop(dir.path(), &[40, 36, 20], &[16, 16, 16]);
-    upload(
-        &dir.path().join("crop.zarr"),
-        &format!("{b}/data/crop.zarr"),
-    );
+    let Staged {
+        dir,
+        b,
+        labels,
+        groupings,
+        input,
+    } = staged(server, "compute-equal", &[40, 36, 20], &[16, 16, 16]);
     let local = dir.path().join("local.zarr");
     run_ok(compute(
         server,
@@ -170,7 +196,6 @@ fn compute_on_s3_equals_local() {
     let want = comparable(files(&local));
     assert!(want.len() > 5);
 
-    let input = format!("{b}/data/crop.zarr/labels");
     run_ok(compute(
         server,
         &input,
@@ -289,11 +314,13 @@ fn globs_list_keys_and_templates_name_outputs() {
 #[test]
 fn killed_then_resumed_on_s3_is_byte_identical() {
     let Some(server) = server() else { return };
-    let b = bucket(server, "resume");
-    let dir = tempfile::tempdir().unwrap();
-    let (labels, groupings) = crop(dir.path(), &[96, 64, 64], &[8, 16, 16]);
-    upload(&dir.path().join("crop.zarr"), &format!("{b}/crop.zarr"));
-    let input = format!("{b}/crop.zarr/labels");
+    let Staged {
+        b,
+        groupings,
+        input,
+        dir: _dir,
+        ..
+    } = staged(server, "resume", &[96, 64, 64], &[8, 16, 16]);
     let whole = format!("{b}/whole.zarr");
     run_ok(compute(server, &input, &groupings, &whole, &[]));
     let reference = objects(&whole);
@@ -338,17 +365,18 @@ fn killed_then_resumed_on_s3_is_byte_identical() {
         reference,
         "resumed == uninterrupted, byte for byte"
     );
-    let _ = labels;
 }
 
 #[test]
 fn three_concurrent_shards_write_one_s3_output() {
     let Some(server) = server() else { return };
-    let b = bucket(server, "shards");
-    let dir = tempfile::tempdir().unwrap();
-    let (_, groupings) = crop(dir.path(), &[48, 32, 32], &[8, 16, 16]);
-    upload(&dir.path().join("crop.zarr"), &format!("{b}/crop.zarr"));
-    let input = format!("{b}/crop.zarr/labels");
+    let Staged {
+        b,
+        groupings,
+        input,
+        dir: _dir,
+        ..
+    } = staged(server, "shards", &[48, 32, 32], &[8, 16, 16]);
     let whole = format!("{b}/whole.zarr");
     run_ok(compute(server, &input, &groupings, &whole, &[]));
     let out = format!("{b}/sharded.zarr");
@@ -518,10 +546,9 @@ fn http_is_read_only_and_reads_like_local() {
 #[test]
 fn every_remote_error_is_one_line() {
     let Some(server) = server() else { return };
-    let b = bucket(server, "errors");
-    let dir = tempfile::tempdir().unwrap();
-    let (_, groupings) = crop(dir.path(), &[8, 8, 8], &[8, 8, 8]);
-    upload(&dir.path().join("crop.zarr"), &format!("{b}/crop.zarr"));
+    let Staged {
+        dir, b, groupings, ..
+    } = staged(server, "errors", &[8, 8, 8], &[8, 8, 8]);
     let one_line = |err: &str, wants: &[&str]| {
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "one line: {err}");

@@ -35,7 +35,7 @@ use annomask::mask::MissingAnnotationsMask;
 use annomask::options::{EngineChoice, MaskOptions};
 use annomask::output::{MaskOutput, OutputOptions};
 use annomask::pipeline::{self, RunOptions};
-use annomask::store::AtomicFilesystemStore;
+use annomask::store::filesystem_output;
 use annomask::synth;
 use annomask::volume::ZarrFormat;
 use annomask::zarr_array::ArraySpec;
@@ -407,7 +407,7 @@ pub fn run(config: &ComputeBenchConfig, log: &dyn Fn(&str)) -> Result<ComputeBen
             copy_chunks(&labels, &out, Arc::new(store), &payload)
         })?);
         zarrs_atomic.seconds.push(time(&mut || {
-            let store = AtomicFilesystemStore::new(&out).map_err(|e| storage(&out, "(open)", e))?;
+            let store = filesystem_output(&out).map_err(|e| storage(&out, "(open)", e))?;
             copy_chunks(&labels, &out, Arc::new(store), &payload)
         })?);
         let mut python_failed = None;
