@@ -358,22 +358,29 @@ impl AsyncToSyncBlockOn for BlockOn {
 type Adapter = AsyncToSyncStorageAdapter<AsyncObjectStore<Arc<dyn ObjectStore>>, BlockOn>;
 
 /// A blocking zarrs store over an object store: reads, listings and writes, each error turned
-/// into one line that says what failed ([`describe_error`]).
+/// into one line that says what failed ([`describe_error`]). Fork-safe: a forked child (a
+/// PyTorch DataLoader worker) gets a client of its own on first use, as the parent's connections
+/// and runtime threads are not its to use.
 pub struct RemoteStore {
-    inner: Adapter,
+    /// The store's root (its key is the prefix of every key of the store).
+    url: StoreUrl,
+    options: StoreOptions,
+    /// The client and the process it was made in.
+    client: Mutex<(u32, Arc<Client>)>,
+}
+
+/// The object store of one process, and zarrs' blocking adapter over it.
+struct Client {
+    adapter: Adapter,
     /// The object store itself, for whole-object GETs (no `Range` header: static HTTP servers
     /// that ignore ranges serve them too).
     object: Arc<dyn ObjectStore>,
-    /// The store's root URL, for `Debug`.
-    root: String,
-    /// The URL's scheme (HTTP stores cannot list).
-    scheme: Scheme,
 }
 
 impl std::fmt::Debug for RemoteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteStore")
-            .field("root", &self.root)
+            .field("url", &self.url.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -381,7 +388,19 @@ impl std::fmt::Debug for RemoteStore {
 impl RemoteStore {
     /// Whether the store can list keys (HTTP servers cannot).
     pub fn can_list(&self) -> bool {
-        self.scheme != Scheme::Http
+        self.url.scheme != Scheme::Http
+    }
+
+    /// This process's client (made anew in a forked child).
+    fn client(&self) -> Result<Arc<Client>, ZarrsStorageError> {
+        let pid = std::process::id();
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.0 != pid {
+            let client = make_client(&self.url, self.options)
+                .map_err(|e| ZarrsStorageError::Other(e.to_string()))?;
+            *slot = (pid, Arc::new(client));
+        }
+        Ok(slot.1.clone())
     }
 }
 
@@ -391,20 +410,30 @@ impl RemoteStore {
 /// Errors: [`StorageError::BadUrl`] for an unusable URL or configuration (named, with what
 /// `object_store` said).
 pub fn open(url: &StoreUrl, options: StoreOptions) -> Result<Arc<RemoteStore>, StorageError> {
+    let client = make_client(url, options)?;
+    Ok(Arc::new(RemoteStore {
+        url: url.clone(),
+        options,
+        client: Mutex::new((std::process::id(), Arc::new(client))),
+    }))
+}
+
+fn make_client(url: &StoreUrl, options: StoreOptions) -> Result<Client, StorageError> {
     let bucket = bucket_store(url, options)?;
-    let store: Arc<dyn ObjectStore> = match url.key.is_empty() {
+    let object: Arc<dyn ObjectStore> = match url.key.is_empty() {
         true => bucket,
         false => Arc::new(object_store::prefix::PrefixStore::new(
             bucket,
             url.key.as_str(),
         )),
     };
-    Ok(Arc::new(RemoteStore {
-        object: store.clone(),
-        inner: AsyncToSyncStorageAdapter::new(Arc::new(AsyncObjectStore::new(store)), BlockOn),
-        root: url.as_str(),
-        scheme: url.scheme,
-    }))
+    Ok(Client {
+        adapter: AsyncToSyncStorageAdapter::new(
+            Arc::new(AsyncObjectStore::new(object.clone())),
+            BlockOn,
+        ),
+        object,
+    })
 }
 
 /// The object store of `url`'s bucket, made once per process, bucket and options.
@@ -574,9 +603,10 @@ impl ReadableStorageTraits for RemoteStore {
     /// One GET of the whole object.
     fn get(&self, key: &StoreKey) -> Result<zarrs::storage::MaybeBytes, ZarrsStorageError> {
         use object_store::ObjectStoreExt;
+        let client = self.client()?;
         let path = object_store::path::Path::from(key.as_str());
         let got = runtime().block_on(async {
-            match self.object.get(&path).await {
+            match client.object.get(&path).await {
                 Ok(result) => result.bytes().await.map(Some),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -590,41 +620,51 @@ impl ReadableStorageTraits for RemoteStore {
         key: &StoreKey,
         byte_ranges: ByteRangeIterator<'a>,
     ) -> Result<MaybeBytesIterator<'a>, ZarrsStorageError> {
-        self.inner
+        let client = self.client()?;
+        let parts = client
+            .adapter
             .get_partial_many(key, byte_ranges)
-            .map_err(map_error)
+            .map_err(map_error)?
+            .map(|parts| parts.collect::<Vec<_>>());
+        Ok(parts.map(|p| Box::new(p.into_iter()) as Box<dyn Iterator<Item = _> + 'a>))
     }
 
     fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, ZarrsStorageError> {
-        self.inner.size_key(key).map_err(map_error)
+        self.client()?.adapter.size_key(key).map_err(map_error)
     }
 
     fn supports_get_partial(&self) -> bool {
-        self.inner.supports_get_partial()
+        true
     }
 }
 
 impl ListableStorageTraits for RemoteStore {
     fn list(&self) -> Result<StoreKeys, ZarrsStorageError> {
-        self.inner.list().map_err(map_error)
+        self.client()?.adapter.list().map_err(map_error)
     }
 
     fn list_prefix(&self, prefix: &StorePrefix) -> Result<StoreKeys, ZarrsStorageError> {
-        self.inner.list_prefix(prefix).map_err(map_error)
+        self.client()?
+            .adapter
+            .list_prefix(prefix)
+            .map_err(map_error)
     }
 
     fn list_dir(&self, prefix: &StorePrefix) -> Result<StoreKeysPrefixes, ZarrsStorageError> {
-        self.inner.list_dir(prefix).map_err(map_error)
+        self.client()?.adapter.list_dir(prefix).map_err(map_error)
     }
 
     fn size_prefix(&self, prefix: &StorePrefix) -> Result<u64, ZarrsStorageError> {
-        self.inner.size_prefix(prefix).map_err(map_error)
+        self.client()?
+            .adapter
+            .size_prefix(prefix)
+            .map_err(map_error)
     }
 }
 
 impl WritableStorageTraits for RemoteStore {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), ZarrsStorageError> {
-        self.inner.set(key, value).map_err(map_error)
+        self.client()?.adapter.set(key, value).map_err(map_error)
     }
 
     fn set_partial_many(
@@ -632,17 +672,21 @@ impl WritableStorageTraits for RemoteStore {
         key: &StoreKey,
         offset_values: OffsetBytesIterator,
     ) -> Result<(), ZarrsStorageError> {
-        self.inner
+        self.client()?
+            .adapter
             .set_partial_many(key, offset_values)
             .map_err(map_error)
     }
 
     fn erase(&self, key: &StoreKey) -> Result<(), ZarrsStorageError> {
-        self.inner.erase(key).map_err(map_error)
+        self.client()?.adapter.erase(key).map_err(map_error)
     }
 
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), ZarrsStorageError> {
-        self.inner.erase_prefix(prefix).map_err(map_error)
+        self.client()?
+            .adapter
+            .erase_prefix(prefix)
+            .map_err(map_error)
     }
 
     fn supports_set_partial(&self) -> bool {

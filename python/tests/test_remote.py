@@ -3,6 +3,7 @@ URLs against a local S3-compatible server (moto's server mode, started here on a
 equal to the same crop read locally. Skipped with a note where moto is not installed, unless
 ``REQUIRE_S3=1`` (CI)."""
 
+import multiprocessing
 import os
 import shutil
 import socket
@@ -106,3 +107,33 @@ def test_remote_errors_are_one_line(s3):
     with pytest.raises(Exception) as e:
         annomask.open("s3://py-remote/nothing/here", GROUPINGS, engine="cpu", anonymous=True)
     assert "s3://py-remote/nothing/here" in str(e.value)
+
+
+PARENT = {}
+
+
+def _child_sums(_):
+    fresh = annomask.open(PARENT["url"], GROUPINGS, engine="cpu")
+    inherited = PARENT["mask"]
+    return (os.getpid(), int(fresh[fresh.roi].sum(dtype=np.int64)),
+            int(inherited[inherited.roi].sum(dtype=np.int64)))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_forked_children_read_s3_after_the_parent_did(s3):
+    """A mask on S3 opened and read in the parent reads in forked children (DataLoader
+    workers): each child makes its own client (the parent's connections and runtime threads do
+    not survive a fork), and one opened there reads too."""
+    d = tempfile.mkdtemp()
+    annomask.write_demo_crop(d, 32, 3)
+    _upload(s3, os.path.join(d, "demo_crop.zarr"), "fork/demo_crop.zarr")
+    url = "s3://py-remote/fork/demo_crop.zarr/labels"
+    mask = annomask.open(url, GROUPINGS, engine="cpu")
+    want = int(mask[mask.roi].sum(dtype=np.int64))
+    PARENT.update(url=url, mask=mask)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map_async(_child_sums, range(4)).get(timeout=120)
+    assert {pid for pid, _, _ in got} - {os.getpid()}, "ran in children"
+    for _, fresh, inherited in got:
+        assert fresh == inherited == want
+    assert int(mask[mask.roi].sum(dtype=np.int64)) == want  # and the parent still reads
