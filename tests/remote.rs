@@ -2,7 +2,8 @@
 //! under `REQUIRE_S3=1`, skipped with a note elsewhere) and a static HTTP server (Python's
 //! `http.server`). `compute` s3 -> s3 and s3 -> local equal local -> local; globs over keys;
 //! kill -9 then `--resume` on S3 byte-identical; three concurrent shards to one S3 output;
-//! `inspect`; N5 on S3; the feeder over S3 crops; HTTP read-only; each error one line.
+//! `inspect`; `demo --out s3://`; N5 on S3; the feeder over S3 crops; HTTP read-only; each
+//! error one line.
 
 mod common;
 
@@ -623,4 +624,33 @@ fn every_remote_error_is_one_line() {
     let err = run_err(cmd);
     // (moto answers unsigned requests under auth with HTTP 500; S3 itself with 403.)
     one_line(&err, &["s3://private/crop.zarr/labels", "(HTTP "]);
+}
+
+#[test]
+fn demo_writes_its_crop_and_mask_to_s3() {
+    let Some(server) = server() else { return };
+    let b = bucket(server, "demo-out");
+    let mut demo = annomask(server);
+    demo.args([
+        "demo",
+        "--engine",
+        "cpu",
+        "--size",
+        "16",
+        "--out",
+        &format!("{b}/d"),
+    ]);
+    let stdout = run_ok(demo);
+    assert!(
+        stdout.contains("uploaded") && stdout.contains(&format!("{b}/d/demo_mask.zarr")),
+        "{stdout}"
+    );
+    let crop = objects(&format!("{b}/d/demo_crop.zarr"));
+    assert!(crop.contains_key("labels/zarr.json"), "{:?}", crop.keys());
+    let mask = objects(&format!("{b}/d/demo_mask.zarr"));
+    assert!(
+        mask.contains_key("zarr.json") && mask.len() > 1,
+        "{:?}",
+        mask.keys()
+    );
 }
