@@ -166,3 +166,28 @@ fn n5_masks_equal_zarr_masks() {
         }
     }
 }
+
+#[test]
+fn a_block_header_larger_than_the_block_is_refused_by_name() {
+    // A hostile or corrupt block: its header claims 60000^3 voxels (what it would decode to),
+    // its payload is a few bytes. Refused before anything is allocated for it, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let array = dir.path().join("u64_gzip");
+    std::fs::create_dir_all(array.join("0/0")).unwrap();
+    let src = fixtures().join("labels_z5.n5/u64_gzip");
+    std::fs::copy(src.join("attributes.json"), array.join("attributes.json")).unwrap();
+    let mut block = vec![0u8, 0, 0, 3];
+    for _ in 0..3 {
+        block.extend_from_slice(&60000u32.to_be_bytes());
+    }
+    block.extend_from_slice(&[0x1f, 0x8b, 0, 0]);
+    std::fs::write(array.join("0/0/0"), block).unwrap();
+    let volume = LabelVolume::open(&array).unwrap();
+    let err = volume.read_region(&whole(&volume)).unwrap_err().to_string();
+    assert!(
+        err.contains("0/0/0")
+            && err.contains("[60000, 60000, 60000]")
+            && err.contains("block size"),
+        "{err}"
+    );
+}
