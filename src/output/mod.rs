@@ -19,8 +19,8 @@
 //!
 //! `OUT` is a local path or an object-store URL (`s3://`, `gs://`; see [`crate::remote`]).
 //! Every file is written through an [`OutputStore`]: on a filesystem a temporary file and a
-//! rename, on an object store one PUT (atomic there). Every chunk is stored, all-zero ones included, so "the chunk file exists" means "the chunk is
-//! complete": that is the resume check. Metadata is written once, before any chunk, with bytes
+//! rename, on an object store one PUT (atomic there). Every chunk is stored, all-zero ones
+//! included, so "the chunk exists" means "the chunk is complete": that is the resume check. Metadata is written once, before any chunk, with bytes
 //! that depend only on the inputs and options, so concurrent shard processes writing it race
 //! harmlessly; an existing output is accepted only if its metadata equals this run's.
 
