@@ -580,7 +580,7 @@ pub fn describe_error(text: &str) -> String {
             .next()
             .and_then(|s| s.rsplit(' ').next())
             .filter(|u| u.contains("://"))
-            .map(|u| format!("cannot connect to {u}"))
+            .map(|u| format!("cannot connect to {}", u.split('?').next().unwrap_or(u)))
             .unwrap_or_else(|| "cannot connect to the endpoint".into());
         format!("{what} (is the server up, and AWS_ENDPOINT_URL right?)")
     } else if status.as_deref().is_some_and(|s| s.starts_with('5')) {
@@ -795,11 +795,12 @@ mod tests {
             denied.starts_with("access denied") && denied.ends_with("(HTTP 403)"),
             "{denied}"
         );
+        let refused = describe_error(
+            "Error performing GET http://127.0.0.1:1/b?list-type=2 in 1ms - error sending request",
+        );
         assert!(
-            describe_error(
-                "Error performing GET http://127.0.0.1:1/b in 1ms - error sending request"
-            )
-            .contains("cannot connect to http://127.0.0.1:1/b")
+            refused.starts_with("cannot connect to http://127.0.0.1:1/b ("),
+            "{refused}"
         );
         assert!(!describe_error("a\nb").contains('\n'));
     }
