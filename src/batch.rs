@@ -199,7 +199,7 @@ impl OutputTemplate {
 
 /// The path made absolute; an object-store URL as it is (its components name the crop).
 fn absolute(p: &Path) -> PathBuf {
-    if StoreUrl::parse(&p.to_string_lossy()).is_ok_and(|u| u.is_some()) {
+    if crate::remote::is_url(&p.to_string_lossy()) {
         return p.to_path_buf();
     }
     p.canonicalize()

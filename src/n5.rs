@@ -22,9 +22,12 @@ use crate::node::{Node, Storage};
 /// Whether `node` is an N5 array: an `attributes.json` with `dimensions` and `dataType`, and no
 /// zarr metadata.
 pub fn is_n5_array(node: &Node) -> bool {
-    if node.has("zarr.json") || node.has(".zarray") {
-        return false;
-    }
+    !node.has("zarr.json") && !node.has(".zarray") && has_n5_array_attributes(node)
+}
+
+/// Whether `node`'s `attributes.json` describes an N5 array (`dimensions`, `dataType`),
+/// whatever else the node holds (for callers that have looked for zarr metadata already).
+pub(crate) fn has_n5_array_attributes(node: &Node) -> bool {
     matches!(
         node.read_json("attributes.json"),
         Some(Ok(Value::Object(a))) if a.contains_key("dimensions") && a.contains_key("dataType")

@@ -307,14 +307,17 @@ impl Node {
 
     /// `group` or `array` as the node's metadata says, `None` where it says neither.
     fn node_type(&self) -> Option<&'static str> {
-        if let Some(Ok(meta)) = self.read_json("zarr.json") {
+        let zarr_json = self.read_json("zarr.json");
+        if let Some(Ok(meta)) = &zarr_json {
             return match meta.get("node_type").and_then(Value::as_str) {
                 Some("group") => Some("group"),
                 Some("array") => Some("array"),
                 _ => None,
             };
         }
-        if self.has(".zarray") || crate::n5::is_n5_array(self) {
+        // An N5 array: no zarr metadata at all (`n5::is_n5_array`, without asking again).
+        if self.has(".zarray") || (zarr_json.is_none() && crate::n5::has_n5_array_attributes(self))
+        {
             return Some("array");
         }
         self.has(".zgroup").then_some("group")

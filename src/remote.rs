@@ -179,6 +179,12 @@ impl StoreUrl {
     }
 }
 
+/// Whether `text` is an object-store URL of a supported kind (what [`StoreUrl::parse`] reads
+/// as one).
+pub fn is_url(text: &str) -> bool {
+    matches!(StoreUrl::parse(text), Ok(Some(_)))
+}
+
 impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.as_str())
@@ -306,21 +312,13 @@ pub const IO_THREADS: usize = 16;
 /// (made again in a forked child).
 pub fn io_pool() -> &'static rayon::ThreadPool {
     static POOL: Mutex<Option<(u32, &'static rayon::ThreadPool)>> = Mutex::new(None);
-    let pid = std::process::id();
-    let mut slot = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((owner, pool)) = *slot
-        && owner == pid
-    {
-        return pool;
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(IO_THREADS)
-        .thread_name(|i| format!("annomask-fetch-{i}"))
-        .build()
-        .expect("an I/O thread pool starts");
-    let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
-    *slot = Some((pid, pool));
-    pool
+    crate::threads::per_process(&POOL, || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(IO_THREADS)
+            .thread_name(|i| format!("annomask-fetch-{i}"))
+            .build()
+            .expect("an I/O thread pool starts")
+    })
 }
 
 /// Runs the object stores' futures: one multi-threaded tokio runtime per process, made on first
@@ -331,22 +329,14 @@ pub struct BlockOn;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
-    let pid = std::process::id();
-    let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((owner, runtime)) = *slot
-        && owner == pid
-    {
-        return runtime;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("annomask-io")
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
-    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
-    *slot = Some((pid, runtime));
-    runtime
+    crate::threads::per_process(&RUNTIME, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("annomask-io")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime starts")
+    })
 }
 
 impl AsyncToSyncBlockOn for BlockOn {

@@ -68,3 +68,23 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         None => f(),
     }
 }
+
+/// The value in `slot` if this process made it, else a new one from `make`, kept for the
+/// life of the process: a pool or runtime whose threads a `fork` does not copy is made again
+/// in the child (the parent's is leaked there, never dropped: its threads are not the child's
+/// to join).
+pub(crate) fn per_process<T: Sync>(
+    slot: &Mutex<Option<(u32, &'static T)>>,
+    make: impl FnOnce() -> T,
+) -> &'static T {
+    let pid = std::process::id();
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    match *slot {
+        Some((owner, value)) if owner == pid => value,
+        _ => {
+            let value: &'static T = Box::leak(Box::new(make()));
+            *slot = Some((pid, value));
+            value
+        }
+    }
+}

@@ -101,7 +101,7 @@ pub(super) fn check_apart_from_inputs(
     mask: &MissingAnnotationsMask,
 ) -> Result<(), String> {
     let text = root.to_string_lossy();
-    if crate::remote::StoreUrl::parse(&text).is_ok_and(|u| u.is_some()) {
+    if crate::remote::is_url(&text) {
         // URLs: the same store and key, or one below the other.
         let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
         let out = text.trim_end_matches('/');

@@ -92,9 +92,9 @@ pub struct ComputeArgs {
 
 /// Readers when an input is an object-store URL: requests in flight, enough to hide 20 ms a
 /// request (BENCHMARKS.md, "Remote data").
-pub const REMOTE_READERS: u64 = 16;
+pub const REMOTE_READERS: usize = 16;
 /// Writers when the output is an object-store URL.
-pub const REMOTE_WRITERS: u64 = 8;
+pub const REMOTE_WRITERS: usize = 8;
 
 pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     if let Some(n) = args.threads {
@@ -152,21 +152,22 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     }
     // Object stores answer each request after tens of milliseconds: more readers (writers)
     // keep more requests in flight; the memory check above them counts every one.
-    let is_url = |p: &Path| {
-        annomask::remote::StoreUrl::parse(&p.to_string_lossy()).is_ok_and(|u| u.is_some())
-    };
-    let remote_in = inputs.iter().any(|p| is_url(p));
-    let remote_out = outs.iter().any(|p| is_url(p));
+    let is_url = |p: &PathBuf| annomask::remote::is_url(&p.to_string_lossy());
+    let local = RunOptions::default();
     let run_options = RunOptions {
         shard: args.shard,
         resume: args.resume,
         queue_depth: args.queue_depth as usize,
-        writers: args
-            .writers
-            .unwrap_or(if remote_out { REMOTE_WRITERS } else { 2 }) as usize,
-        readers: args
-            .readers
-            .unwrap_or(if remote_in { REMOTE_READERS } else { 2 }) as usize,
+        writers: match (args.writers, outs.iter().any(is_url)) {
+            (Some(n), _) => n as usize,
+            (None, true) => REMOTE_WRITERS,
+            (None, false) => local.writers,
+        },
+        readers: match (args.readers, inputs.iter().any(is_url)) {
+            (Some(n), _) => n as usize,
+            (None, true) => REMOTE_READERS,
+            (None, false) => local.readers,
+        },
     };
     let count = jobs.len();
     for (i, (input, mask, output)) in jobs.iter().enumerate() {
