@@ -309,6 +309,9 @@ pub enum Error {
     /// CellMap crop groups.
     #[error(transparent)]
     Crop(#[from] CropError),
+    /// Raw data beside the labels.
+    #[error(transparent)]
+    Raw(#[from] crate::raw::RawError),
     /// The training feeder cannot use its crops or configuration.
     #[error("feeder: {crop}: {problem}")]
     Feeder {

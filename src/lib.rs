@@ -59,6 +59,7 @@ pub mod node;
 pub mod options;
 pub mod output;
 pub mod pipeline;
+pub mod raw;
 pub mod remote;
 pub mod report;
 pub mod sink;

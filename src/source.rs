@@ -158,6 +158,14 @@ pub trait MaskSource: Send + Sync + fmt::Debug {
     /// The source's attributes.
     fn attrs(&self) -> &Map<String, Value>;
 
+    /// Per channel, whether the crop may hold positive targets for it: the channel is not
+    /// zeroed and, where the format's metadata says so, some member is present in the crop.
+    /// A feeder's class weighting samples crops by it. The default knows only `zeroed`.
+    fn channel_presence(&self) -> Vec<bool> {
+        let plan = self.plan();
+        (0..plan.num_channels()).map(|c| !plan.zeroed(c)).collect()
+    }
+
     /// Reads the source data of a region (voxels, inside the source).
     fn read_block(&self, region: &VoxelRegion) -> Result<SourceBlock>;
 

@@ -7,7 +7,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use annomask::feeder::{CropWeighting, Feeder, FeederConfig, RoiSampler, compute_batch};
+use annomask::feeder::{CropWeighting, Feeder, FeederConfig, RoiSampler, augment, compute_batch};
+use annomask::raw::RawVolume;
 use annomask::{
     Engine, EngineChoice, Error, Groupings, LabelArray, LabelVolume, MaskOptions,
     MissingAnnotationsMask, SourceBlock, ZarrFormat, synth,
@@ -176,14 +177,20 @@ fn weighting_by_size_follows_the_voxel_counts() {
 fn bad_feeder_inputs_are_errors() {
     let (_dir, both) = crops(&Engine::cpu());
     let masks: Vec<_> = both.iter().map(|(m, _)| m.clone()).collect();
-    let too_big = Feeder::new(masks.clone(), FeederConfig::new(vec![30, 8, 8]))
+    let zero = Feeder::new(masks.clone(), FeederConfig::new(vec![0, 8, 8]))
         .err()
         .unwrap();
-    assert!(
-        matches!(&too_big, Error::Feeder { crop, .. } if crop.contains("labels")),
-        "{too_big}"
-    );
-    assert!(too_big.to_string().contains("[30, 8, 8]"), "{too_big}");
+    assert!(zero.to_string().contains("[0, 8, 8]"), "{zero}");
+    for bad in [
+        FeederConfig::new(vec![8, 8, 8]).shard(2, 2),
+        FeederConfig::new(vec![8, 8, 8]).mirror(vec![3]),
+        FeederConfig::new(vec![8, 8, 8]).transpose(vec![1, 1]),
+        FeederConfig::new(vec![8, 8, 4]).transpose(vec![1, 2]),
+        FeederConfig::new(vec![8, 8, 8]).context(vec![1, 1]),
+    ] {
+        let err = Feeder::new(masks.clone(), bad.clone()).err().unwrap();
+        assert!(matches!(err, Error::Feeder { .. }), "{bad:?}: {err}");
+    }
     let wrong_dims = Feeder::new(masks.clone(), FeederConfig::new(vec![8, 8]))
         .err()
         .unwrap();
@@ -293,4 +300,211 @@ fn gpu_feeds_the_same_batches_and_can_keep_them_on_the_device() {
         );
     }
     let _ = compute_batch; // the batch step is public for pipelines without the thread
+}
+
+#[test]
+fn crops_smaller_than_the_roi_are_padded_with_untrained_zeros() {
+    let (_dir, both) = crops(&Engine::cpu());
+    let (mask, _) = &both[0]; // 24^3
+    let config = FeederConfig::new(vec![30, 8, 8])
+        .seed(5)
+        .batch_size(3)
+        .batches(4);
+    for batch in Feeder::new(vec![mask.clone()], config).unwrap() {
+        let batch = batch.unwrap();
+        for (i, sample) in batch.samples.iter().enumerate() {
+            let pad = (-sample.start[0]) as usize;
+            assert!(
+                sample.start[0] <= 0 && sample.start[0] >= -6,
+                "{:?}",
+                sample.start
+            );
+            assert_eq!(sample.region.shape, [24, 8, 8]);
+            let got_mask = batch.mask.index_axis(Axis(0), i);
+            let got_targets = batch.targets.index_axis(Axis(0), i);
+            // Inside the crop: the array API on the region; outside: 0 in both.
+            let inner = annomask::Roi::new(
+                mask.roi().offset().add(&annomask::Coordinate::new(
+                    sample
+                        .region
+                        .start
+                        .iter()
+                        .map(|&v| v as f64 * 8.0)
+                        .collect::<Vec<_>>(),
+                )),
+                annomask::Coordinate::new(vec![24.0 * 8.0, 64.0, 64.0]),
+            );
+            let (m, t) = mask.get_with_targets(&inner).unwrap();
+            let inside = Slice::from(pad..pad + 24);
+            assert_eq!(got_mask.slice_axis(Axis(1), inside), m);
+            assert_eq!(got_targets.slice_axis(Axis(1), inside), t);
+            let outside = got_mask.iter().count() - m.len();
+            let trained: usize = got_mask.iter().map(|&v| v as usize).sum();
+            let trained_inside: usize = m.iter().map(|&v| v as usize).sum();
+            assert_eq!(trained, trained_inside, "padding is never trained");
+            assert_eq!(outside, 5 * (30 - 24) * 64);
+            let world_start = sample.roi.offset().as_slice()[0];
+            assert_eq!(world_start, sample.start[0] as f64 * 8.0);
+        }
+    }
+}
+
+#[test]
+fn shards_and_starts_reassemble_the_one_process_sequence() {
+    let (_dir, both) = crops(&Engine::cpu());
+    let masks: Vec<_> = both.iter().map(|(m, _)| m.clone()).collect();
+    let config = FeederConfig::new(vec![6, 6, 6])
+        .seed(9)
+        .batch_size(2)
+        .batches(7);
+    let whole: Vec<_> = Feeder::new(masks.clone(), config.clone())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(whole.len(), 7);
+    let shards: Vec<Vec<_>> = (0..3)
+        .map(|i| {
+            Feeder::new(masks.clone(), config.clone().shard(i, 3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        })
+        .collect();
+    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [3, 2, 2]);
+    for (b, want) in whole.iter().enumerate() {
+        let got = &shards[b % 3][b / 3];
+        assert_eq!(got.index, b);
+        assert_eq!(
+            (&got.samples, &got.mask, &got.targets),
+            (&want.samples, &want.mask, &want.targets)
+        );
+    }
+    let resumed: Vec<_> = Feeder::new(masks, config.start(4))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        resumed.iter().map(|b| b.index).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+    assert_eq!(resumed[0].samples, whole[4].samples);
+}
+
+/// The demo crop group: masks at `scale`, and a class's multiscale group as stand-in raw data.
+fn crop_group_with_raw(scale: &str) -> (tempfile::TempDir, Arc<MissingAnnotationsMask>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = annomask::cellmap::synth::write_demo_crop(dir.path(), 24, ZarrFormat::V2).unwrap();
+    let mask = MissingAnnotationsMask::open_with(
+        &path,
+        annomask::cellmap::synth::demo_groupings(),
+        cpu(),
+        &annomask::CropOptions::default().scale(scale),
+    )
+    .unwrap();
+    let raw = path.join("mito").to_string_lossy().into_owned();
+    (dir, Arc::new(mask), raw)
+}
+
+#[test]
+fn raw_data_comes_at_the_matching_level_with_context() {
+    for scale in ["s0", "s1"] {
+        let (_dir, mask, raw_path) = crop_group_with_raw(scale);
+        let raw =
+            Arc::new(RawVolume::open(&raw_path, mask.voxel_size(), Default::default()).unwrap());
+        assert_eq!(raw.geometry().voxel_size, *mask.voxel_size(), "{scale}");
+        assert!(raw.name().ends_with(scale), "{}", raw.name());
+        let roi = if scale == "s0" { 8 } else { 4 };
+        let config = FeederConfig::new(vec![roi; 3])
+            .context(vec![2, 3, 0])
+            .seed(2)
+            .batch_size(2)
+            .batches(3);
+        let feeder = Feeder::with_raw(vec![mask.clone()], vec![raw.clone()], config).unwrap();
+        for batch in feeder {
+            let batch = batch.unwrap();
+            let got = batch.raw.expect("raw was given");
+            assert_eq!(
+                got.shape(),
+                &[2, roi as usize + 4, roi as usize + 6, roi as usize]
+            );
+            for (i, sample) in batch.samples.iter().enumerate() {
+                let v = mask.voxel_size().as_slice().to_vec();
+                let grown = annomask::Roi::new(
+                    sample.roi.offset().sub(&annomask::Coordinate::new(vec![
+                        2.0 * v[0],
+                        3.0 * v[1],
+                        0.0,
+                    ])),
+                    annomask::Coordinate::new(vec![
+                        (roi + 4) as f64 * v[0],
+                        (roi + 6) as f64 * v[1],
+                        roi as f64 * v[2],
+                    ]),
+                );
+                let want = raw.read_roi(&grown).unwrap();
+                annomask::with_labels!(&got, LabelArray, a => {
+                    let mine = a.index_axis(Axis(0), i).to_owned();
+                    assert_eq!(LabelArray::from(mine), want);
+                });
+            }
+        }
+    }
+    // A voxel size no level has is an error naming the levels there are.
+    let (_dir, _mask, raw_path) = crop_group_with_raw("s0");
+    let err = RawVolume::open(
+        &raw_path,
+        &annomask::Coordinate::splat(3.0, 3),
+        Default::default(),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("no raw level") && text.contains("s0") && text.contains("s1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn augmentations_move_raw_targets_and_mask_together() {
+    let (_dir, mask, raw_path) = crop_group_with_raw("s0");
+    let raw = Arc::new(RawVolume::open(&raw_path, mask.voxel_size(), Default::default()).unwrap());
+    let config = FeederConfig::new(vec![6, 6, 6])
+        .mirror(vec![0, 1, 2])
+        .transpose(vec![0, 1, 2])
+        .seed(4)
+        .batch_size(4)
+        .batches(5);
+    let mut augmented = 0;
+    for batch in Feeder::with_raw(vec![mask.clone()], vec![raw.clone()], config).unwrap() {
+        let batch = batch.unwrap();
+        let got_raw = batch.raw.unwrap();
+        for (i, sample) in batch.samples.iter().enumerate() {
+            let d = &sample.draw;
+            augmented += d.augments() as usize;
+            let (m, t) = mask.get_with_targets(&sample.roi).unwrap();
+            let want_m = augment::transform(m.view(), 1, &d.flips, &d.order);
+            let want_t = augment::transform(t.view(), 1, &d.flips, &d.order);
+            assert_eq!(batch.mask.index_axis(Axis(0), i), want_m);
+            assert_eq!(batch.targets.index_axis(Axis(0), i), want_t);
+            let want_raw = augment::transform_raw(raw.read_roi(&sample.roi).unwrap(), d);
+            annomask::with_labels!(&got_raw, LabelArray, a => {
+                assert_eq!(LabelArray::from(a.index_axis(Axis(0), i).to_owned()), want_raw);
+            });
+        }
+    }
+    assert!(augmented > 10, "most samples are augmented: {augmented}");
+}
+
+#[test]
+fn class_weighting_runs_over_real_crops() {
+    let (_dir, both) = crops(&Engine::cpu());
+    let masks: Vec<_> = both.iter().map(|(m, _)| m.clone()).collect();
+    let presence = masks[0].source().channel_presence();
+    // The demo: mito is zeroed (id 5 not annotated), others present.
+    assert_eq!(presence.len(), 5);
+    assert!(!presence[0], "{presence:?}");
+    let config = FeederConfig::new(vec![4, 4, 4])
+        .weighting(CropWeighting::ByClass)
+        .batches(3);
+    assert_eq!(Feeder::new(masks, config).unwrap().count(), 3);
 }

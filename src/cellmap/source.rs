@@ -212,6 +212,37 @@ impl MaskSource for CropSource {
         &self.plan
     }
 
+    /// Not zeroed, and some class of the channel has present voxels by its
+    /// `complement_counts` (voxels minus the `absent` and `unknown` counts, which count the
+    /// finest scale: read at another scale, or without counts, a class counts as present).
+    fn channel_presence(&self) -> Vec<bool> {
+        let voxels: u64 = self
+            .volumes
+            .first()
+            .map_or(0, |v| v.shape().iter().product());
+        let present = |class: &crate::cellmap::ClassPlan| {
+            let Some(group) = self.crop.class(&class.name) else {
+                return true;
+            };
+            let finest = group.scales.first().is_none_or(|s| *s == self.scale);
+            match &group.annotation.complement_counts {
+                Some(counts) if finest => counts.values().sum::<u64>() < voxels,
+                _ => true,
+            }
+        };
+        (0..self.plan.num_channels())
+            .map(|c| {
+                !self.plan.zeroed(c)
+                    && self
+                        .plan
+                        .class_set(c)
+                        .iter()
+                        .filter_map(|i| self.plan.classes().get(i))
+                        .any(present)
+            })
+            .collect()
+    }
+
     fn attrs(&self) -> &Map<String, Value> {
         self.crop.attributes()
     }

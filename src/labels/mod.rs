@@ -209,6 +209,25 @@ impl MaskSource for LabelSource {
         &self.plan
     }
 
+    /// Not zeroed, and a channel without ids (foreground), or one with an id whose metadata
+    /// says `present`.
+    fn channel_presence(&self) -> Vec<bool> {
+        let present = |id: u64| {
+            self.metadata
+                .entries()
+                .iter()
+                .any(|e| e.value == id && e.state.present)
+        };
+        self.groupings
+            .channels()
+            .iter()
+            .enumerate()
+            .map(|(c, ch)| {
+                !self.plan.zeroed(c) && (ch.ids.is_empty() || ch.ids.iter().any(|&id| present(id)))
+            })
+            .collect()
+    }
+
     fn attrs(&self) -> &Map<String, Value> {
         self.volume.attributes()
     }
