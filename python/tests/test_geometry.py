@@ -5,6 +5,8 @@ funlib's classes with it, annomask's own without; annomask's own types are teste
 and compared with funlib's where funlib is installed.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 import zarr
@@ -258,6 +260,9 @@ def test_own_roi_unbounded_and_empty():
     assert box.size == 64 and box.center == (8, 8)
     assert hash(box) == hash(AnnomaskRoi((4.0, 4.0), (8.0, 8.0)))
     assert box.squeeze(0) == AnnomaskRoi((4,), (8,))
+    for value in (unbounded, box, AnnomaskCoordinate(1, 2.5, None)):  # for worker processes
+        again = pickle.loads(pickle.dumps(value))
+        assert again == value and type(again) is type(value)
     with pytest.raises(ValueError, match="not a whole number"):
         AnnomaskRoi((0.5,), (2,)).to_slices()
     with pytest.raises(ValueError, match='unknown mode "nearest"'):
