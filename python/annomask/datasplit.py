@@ -136,38 +136,39 @@ def join(root, path):
     return root.rstrip("/") + "/" + path.lstrip("/")
 
 
-def _split_classes(gt, where):
-    """``(crop group, [classes])`` from ``.../cropN/[a,b]``; ``where`` names the field at fault."""
+def _split_classes(gt, where, field):
+    """``(crop group, [classes])`` from the joined label path ``gt`` = ``.../cropN/[a,b]``;
+    ``where`` names the field at fault and ``field`` is its text."""
     if "[" not in gt or "]" not in gt:
         raise ValueError(
-            f"{where}: {gt!r} has no [class,...] bracket: the label path must end in "
+            f"{where}: {field!r} has no [class,...] bracket: the label path must end in "
             "'<crop group>/[class,class,...]'"
         )
     prefix, _, rest = gt.partition("[")
     inside, _, suffix = rest.partition("]")
     if "[" in rest or "]" in suffix:
-        raise ValueError(f"{where}: {gt!r} has more than one [class,...] bracket")
+        raise ValueError(f"{where}: {field!r} has more than one [class,...] bracket")
     if suffix.strip("/"):
         raise ValueError(
-            f"{where}: {gt!r} continues after the bracket ({suffix!r}): annomask reads the "
+            f"{where}: {field!r} continues after the bracket ({suffix!r}): annomask reads the "
             "classes of a crop group as its children '<crop group>/<class>'"
         )
     if not prefix.endswith("/"):
         raise ValueError(
-            f"{where}: {gt!r}: the bracket must be a whole path component, "
+            f"{where}: {field!r}: the bracket must be a whole path component, "
             "'<crop group>/[class,...]'"
         )
     crop = prefix.rstrip("/")
     if not crop or crop.endswith(":"):
-        raise ValueError(f"{where}: {gt!r} names no crop group before the bracket")
+        raise ValueError(f"{where}: {field!r} names no crop group before the bracket")
     classes = [c.strip() for c in inside.split(",")]
     if classes == [""]:
-        raise ValueError(f"{where}: {gt!r} has an empty class list []")
+        raise ValueError(f"{where}: {field!r} has an empty class list []")
     if "" in classes:
-        raise ValueError(f"{where}: {gt!r} has an empty class name in [{inside}]")
+        raise ValueError(f"{where}: {field!r} has an empty class name in [{inside}]")
     duplicates = sorted({c for c in classes if classes.count(c) > 1})
     if duplicates:
-        raise ValueError(f"{where}: {gt!r} names class(es) {duplicates} twice")
+        raise ValueError(f"{where}: {field!r} names class(es) {duplicates} twice")
     return crop, classes
 
 
@@ -257,7 +258,7 @@ def _entry(fields, row, where):
             f"{where}: {len(fields)} fields, expected 5 "
             f"(usage,raw_root,raw_dataset,gt_root,gt_dataset) or 3 (usage,raw,gt){hint}: {row}"
         )
-    labels, classes = _split_classes(gt, f"{where}, field {gt_field} (labels)")
+    labels, classes = _split_classes(gt, f"{where}, field {gt_field} (labels)", fields[-1])
     return CropEntry(raw=raw, labels=labels, classes=classes)
 
 
