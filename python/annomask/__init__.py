@@ -25,18 +25,22 @@ storage; ``RuntimeError`` for the GPU.
 """
 
 import json
+import math
 import numbers
 import os
+from collections.abc import Iterable
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _annomask
+from . import _annomask, geometry
+from .geometry import Coordinate, Roi
 
 __version__ = _annomask.__version__
 
 __all__ = [
     "Batch",
+    "Coordinate",
     "Feeder",
     "MissingAnnotationsMask",
     "Roi",
@@ -48,77 +52,58 @@ __all__ = [
 ]
 
 
-class Roi:
-    """A region of interest in world units (e.g. nm): ``offset`` (begin corner) and ``shape``.
-
-    Like ``funlib.geometry.Roi``; the mask accepts either, or a plain ``(offset, shape)`` pair.
-
-    >>> roi = Roi((0, 16), (32, 32))
-    >>> roi.end
-    (32.0, 48.0)
-    """
-
-    __slots__ = ("_offset", "_shape")
-
-    def __init__(self, offset, shape):
-        offset = tuple(float(v) for v in offset)
-        shape = tuple(float(v) for v in shape)
-        if len(offset) != len(shape):
-            raise ValueError(
-                f"Roi: offset {offset} and shape {shape} differ in number of axes"
-            )
-        self._offset = offset
-        self._shape = shape
-
-    @property
-    def offset(self):
-        """The begin corner (tuple of floats)."""
-        return self._offset
-
-    @property
-    def begin(self):
-        """The begin corner (funlib's name; same as ``offset``)."""
-        return self._offset
-
-    @property
-    def shape(self):
-        """The extent (tuple of floats)."""
-        return self._shape
-
-    @property
-    def end(self):
-        """The end corner, exclusive."""
-        return tuple(o + s for o, s in zip(self._offset, self._shape))
-
-    @property
-    def dims(self):
-        """Number of axes."""
-        return len(self._offset)
-
-    def __eq__(self, other):
-        if not isinstance(other, Roi):
-            return NotImplemented
-        return self._offset == other._offset and self._shape == other._shape
-
-    def __hash__(self):
-        return hash((self._offset, self._shape))
-
-    def __repr__(self):
-        return f"Roi(offset={self._offset}, shape={self._shape})"
-
-
 def _as_roi(roi):
-    """An ``annomask.Roi`` from a Roi, a funlib Roi (``.offset``/``.shape``) or ``(offset, shape)``."""
-    if isinstance(roi, Roi):
-        return roi
+    """A bounded :class:`geometry.AnnomaskRoi` from a ROI in any form, or an error naming it.
+
+    Takes an annomask or funlib ``Roi`` (anything with ``offset`` and ``shape``) or an
+    ``(offset, shape)`` pair of sequences. Unbounded and offset-less (empty) ROIs, offset and
+    shape of different lengths, and non-numbers raise ``ValueError``; other objects
+    ``TypeError``. Rust checks the number of axes against the mask, alignment and bounds.
+    """
     if hasattr(roi, "offset") and hasattr(roi, "shape"):
-        return Roi(roi.offset, roi.shape)
-    if isinstance(roi, (tuple, list)) and len(roi) == 2:
-        return Roi(*roi)
-    raise TypeError(
-        "roi must be an annomask.Roi, a funlib.geometry.Roi or an (offset, shape) pair, "
-        f"not {roi!r}"
-    )
+        offset, shape = roi.offset, roi.shape
+    elif (
+        isinstance(roi, (tuple, list))
+        and len(roi) == 2
+        and all(isinstance(p, Iterable) and not isinstance(p, (str, bytes)) for p in roi)
+    ):
+        offset, shape = roi
+    else:
+        raise TypeError(
+            "roi must be an annomask.Roi, a funlib.geometry.Roi or an (offset, shape) pair of "
+            f"sequences, not {roi!r}"
+        )
+    try:
+        bounded = geometry.AnnomaskRoi(offset, shape)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"roi {roi!r}: {e}") from None
+    for axis, (o, s) in enumerate(zip(bounded.offset, bounded.shape)):
+        if s is None:
+            raise ValueError(
+                f"roi {roi!r} is unbounded along axis {axis} (None in its shape): the mask "
+                "needs a bounded ROI, such as mask.roi or roi.intersect(mask.roi)"
+            )
+        if o is None:
+            raise ValueError(
+                f"roi {roi!r} has no offset along axis {axis} (None; an empty ROI, such as "
+                "the intersection of disjoint ROIs, has none)"
+            )
+    if not all(math.isfinite(v) for v in (*bounded.offset, *bounded.shape)):
+        raise ValueError(f"roi {roi!r}: offset and shape must be finite numbers")
+    return bounded
+
+
+def _with_dtype(arrays, dtype):
+    """``arrays`` (``uint8`` holding 0/1) as ``dtype``: ``numpy.uint8``, or ``bool`` (a view)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype == np.uint8:
+        return arrays
+    if dtype == np.bool_:
+        return tuple(a.view(np.bool_) for a in arrays)
+    raise ValueError(f"dtype: must be numpy.uint8 or bool, not {dtype!r}")
 
 
 def _member(member):
@@ -186,13 +171,21 @@ class MissingAnnotationsMask:
 
     @property
     def voxel_size(self):
-        """Voxel size in world units, one float per spatial axis."""
-        return tuple(self._inner.voxel_size)
+        """Voxel size in world units, a :class:`Coordinate` (one value per spatial axis).
+
+        ``funlib.geometry.Coordinate`` where funlib is installed and the voxel size, offset and
+        shape are integral, else :class:`annomask.geometry.AnnomaskCoordinate` (keeps floats).
+        """
+        return self._world()[0]
 
     @property
     def roi(self):
-        """The source's :class:`Roi` in world units."""
-        return Roi(*self._inner.roi)
+        """The source's :class:`Roi` in world units (funlib's where :attr:`voxel_size` is)."""
+        return self._world()[1]
+
+    def _world(self):
+        """``(voxel_size, roi)``, of one kind: :func:`annomask.geometry.world`."""
+        return geometry.world(self._inner.voxel_size, *self._inner.roi)
 
     @property
     def shape(self):
@@ -242,22 +235,33 @@ class MissingAnnotationsMask:
     def __getitem__(self, roi):
         """The mask inside ``roi`` (voxel-aligned, inside :attr:`roi`).
 
-        ``roi`` is a :class:`Roi`, a ``funlib.geometry.Roi`` or an ``(offset, shape)`` pair in
-        world units. Returns a new, writable ``numpy.ndarray`` of ``uint8``, shape
-        ``(channels, *roi.shape / voxel_size)``.
+        ``roi`` is a :class:`Roi` (annomask's or funlib's) or an ``(offset, shape)`` pair in
+        world units; an unbounded one raises ``ValueError``. Returns a new, writable
+        ``numpy.ndarray`` of ``uint8`` (DaCapo's is ``bool``: :meth:`get` with ``dtype=bool``),
+        shape ``(channels, *roi.shape / voxel_size)``.
         """
         roi = _as_roi(roi)
         return self._inner.get(list(roi.offset), list(roi.shape))
 
-    def get_with_targets(self, roi):
-        """``(mask, targets)`` inside ``roi``, both ``uint8`` ``(channels, *spatial)``, one pass.
+    def get(self, roi, dtype=np.uint8):
+        """``mask[roi]`` as ``dtype``: ``numpy.uint8`` (0/1) or ``bool`` (a view, no copy).
 
+        DaCapo's ``MissingAnnotationsMask.__getitem__`` returns ``bool``; ``mask[roi]``
+        returns ``uint8``, and ``mask.get(roi, dtype=bool)`` DaCapo's type.
+        """
+        return _with_dtype((self[roi],), dtype)[0]
+
+    def get_with_targets(self, roi, dtype=np.uint8):
+        """``(mask, targets)`` inside ``roi``, both ``(channels, *spatial)``, one pass.
+
+        ``dtype``: ``numpy.uint8`` (0/1) or ``bool`` (views of the same arrays).
         Label arrays: ``targets[c]`` is ``numpy.isin(labels, ids_c)``, or ``labels != background``
         for a channel without ids (DaCapo's ``BinarizeArray``). Crop groups: 1 where some class
         of the channel is positive (``present`` code; any id of an instance class).
         """
         roi = _as_roi(roi)
-        return self._inner.get_with_targets(list(roi.offset), list(roi.shape))
+        arrays = self._inner.get_with_targets(list(roi.offset), list(roi.shape))
+        return _with_dtype(arrays, dtype)
 
     def __repr__(self):
         return (
@@ -439,7 +443,7 @@ class Feeder:
             targets=targets,
             mask=mask,
             crops=[crop for crop, _, _ in samples],
-            rois=[Roi(offset, shape) for _, offset, shape in samples],
+            rois=[type(self.crops[c].roi)(offset, shape) for c, offset, shape in samples],
             labels=labels,
         )
 

@@ -431,7 +431,9 @@ def test_roi_errors(demo):
     with pytest.raises(TypeError, match="roi must be"):
         mask[3]
     with pytest.raises(ValueError, match="differ in number of axes"):
-        annomask.Roi((0, 0), (1, 1, 1))
+        mask[((0, 0), (8, 8, 8))]
+    with pytest.raises(ValueError, match="differ in number of axes"):
+        annomask.geometry.AnnomaskRoi((0, 0), (1, 1, 1))
 
 
 def test_option_errors(demo, crop_groups):
