@@ -3,8 +3,8 @@
 Every fenced block whose info string is ``python`` (or ``py``), ``sh``, ``bash`` or ``shell`` in
 the repository's Markdown (README.md, BENCHMARKS.md, docs/*.md, reference/*.md, python/*.md) is
 one test case, named ``file:line`` (the line of the opening fence). Other blocks (``text``,
-``console``, ``json``, ``rust``, ...) are not run. The convention, also in docs/python.md
-("Code blocks in the documentation"):
+``console``, ``json``, ``rust``, ...) are not run. The convention, also in
+docs/contributing.md:
 
 - a block runs as written, by default;
 - ``<!-- not run: REASON -->`` on the line(s) right before a block skips it (the reason is
