@@ -43,10 +43,12 @@ __all__ = [
     "Coordinate",
     "Feeder",
     "MissingAnnotationsMask",
+    "RawArray",
     "Roi",
     "demo_class_groupings",
     "demo_groupings",
     "open",
+    "open_raw",
     "write_demo_crop",
     "write_demo_crop_group",
 ]
@@ -113,12 +115,31 @@ def _member(member):
     return member
 
 
+class _Groupings:
+    """Parsed groupings with what they were parsed from (a pickle carries the latter)."""
+
+    __slots__ = ("parsed", "spec")
+
+    def __init__(self, parsed, spec):
+        self.parsed = parsed
+        self.spec = spec
+
+    def __reduce__(self):
+        return (_groupings, (self.spec,))
+
+
 def _groupings(groupings):
-    """``_annomask.Groupings`` from pairs, a dict, a file path, or already parsed groupings."""
-    if isinstance(groupings, _annomask.Groupings):
+    """:class:`_Groupings` from pairs, a dict, a file path, or already parsed groupings."""
+    if isinstance(groupings, _Groupings):
         return groupings
+    if isinstance(groupings, _annomask.Groupings):
+        raise TypeError(
+            "groupings: pass the pairs, dict or file path, not _annomask.Groupings (annomask "
+            "keeps what the groupings were parsed from, so that masks pickle)"
+        )
     if isinstance(groupings, (str, os.PathLike)):
-        return _annomask.Groupings.from_file(os.fspath(groupings))
+        path = os.fspath(groupings)
+        return _Groupings(_annomask.Groupings.from_file(path), path)
     if isinstance(groupings, dict):
         groupings = list(groupings.items())
     try:
@@ -132,7 +153,7 @@ def _groupings(groupings):
             "groupings must be a list of (name, [label ids]) or (name, [class names]) pairs, "
             f"a dict name -> members, or a path to a JSON/TOML file: {e}"
         ) from None
-    return _annomask.Groupings.from_json(text, "<groupings>")
+    return _Groupings(_annomask.Groupings.from_json(text, "<groupings>"), pairs)
 
 
 def _background(background):
@@ -143,16 +164,71 @@ def _background(background):
     return int(background)
 
 
-class MissingAnnotationsMask:
+# Rust objects a forked child replaced by its own: kept, never dropped there (dropping one
+# could wait on a thread or lock of the parent's that the fork did not copy).
+_FORKED_LEFTOVERS = []
+
+
+class _PerProcess:
+    """A Rust object opened from picklable arguments, opened again in any other process.
+
+    A fork copies memory but not threads: the parent's GPU device, prefetch threads, thread
+    pools and locks are not the child's. So the object remembers the process that opened it
+    and, used in another (a forked DataLoader worker), opens itself again from its arguments.
+    A pickle carries the arguments (spawned workers, Dask), never the Rust object.
+    """
+
+    def _open(self):
+        raise NotImplementedError
+
+    def _setup(self, args):
+        self._args = args
+        self._pid = os.getpid()
+        self._rust = self._open()
+
+    @property
+    def _inner(self):
+        if self._pid != os.getpid():
+            _FORKED_LEFTOVERS.append(self._rust)
+            self._rust = self._open()
+            self._pid = os.getpid()
+        return self._rust
+
+    def __reduce__(self):
+        return (_reopen, (type(self), self._args))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return _reopen(type(self), self._args)
+
+
+def _reopen(cls, args):
+    obj = cls.__new__(cls)
+    obj._setup(args)
+    return obj
+
+
+class MissingAnnotationsMask(_PerProcess):
     """A read-only, computed-on-request ``uint8`` array of shape ``(channels, *spatial)``.
 
     1 where a channel may be trained, 0 where not. The attributes mirror DaCapo's
     ``MissingAnnotationsMask``; ``mask[roi]`` is its ``__getitem__``. Made by
     :func:`annomask.open`.
+
+    It pickles as the arguments of :func:`annomask.open` (path or URL, groupings, options,
+    engine choice) and opens again where it is unpickled; ``copy.deepcopy`` does the same. In a
+    forked child it opens itself again on first use (with its own engine).
     """
 
-    def __init__(self, inner):
-        self._inner = inner
+    def __init__(self, args):
+        self._setup(args)
+
+    def _open(self):
+        a = dict(self._args)
+        path, groupings = a.pop("path"), a.pop("groupings")
+        return _annomask.open(path, groupings.parsed, **a)
 
     @property
     def name(self):
@@ -308,19 +384,79 @@ def open(
     Crop groups use only ``engine``, ``scale`` and ``verify`` (no background, no sparse states).
     The GIL is released while opening and computing.
     """
-    inner = _annomask.open(
-        os.fspath(path),
-        _groupings(groupings),
-        policy=policy,
-        sparse=sparse,
-        background=_background(background),
-        engine=engine,
-        allow_missing_metadata=allow_missing_metadata,
-        scale=scale,
-        verify=verify,
-        anonymous=anonymous,
+    return MissingAnnotationsMask(
+        dict(
+            path=os.fspath(path),
+            groupings=_groupings(groupings),
+            policy=policy,
+            sparse=sparse,
+            background=_background(background),
+            engine=engine,
+            allow_missing_metadata=allow_missing_metadata,
+            scale=scale,
+            verify=verify,
+            anonymous=anonymous,
+        )
     )
-    return MissingAnnotationsMask(inner)
+
+
+class RawArray(_PerProcess):
+    """Raw data (EM intensities) at a mask's voxel size; made by :func:`open_raw`.
+
+    ``raw[roi]`` is a numpy array of the raw dtype, zero outside the array. Pickles as the
+    arguments of :func:`open_raw`; opens itself again in a forked child.
+    """
+
+    def __init__(self, args):
+        self._setup(args)
+
+    def _open(self):
+        a = self._args
+        return _annomask.Raw(a["path"], a["voxel_size"], anonymous=a["anonymous"])
+
+    @property
+    def name(self):
+        """The chosen array (the level of a multiscale group)."""
+        return self._inner.name
+
+    @property
+    def dtype(self):
+        """The raw dtype (``numpy.dtype``)."""
+        return np.dtype(self._inner.dtype)
+
+    @property
+    def voxel_size(self):
+        """Voxel size in world units (a :class:`Coordinate`)."""
+        return geometry.world(self._inner.voxel_size, *self._inner.roi)[0]
+
+    @property
+    def roi(self):
+        """The raw array's :class:`Roi` in world units."""
+        return geometry.world(self._inner.voxel_size, *self._inner.roi)[1]
+
+    def __getitem__(self, roi):
+        """The raw data inside ``roi`` (on the raw voxel grid), zero where outside the array."""
+        roi = _as_roi(roi)
+        return self._inner.get(list(roi.offset), list(roi.shape))
+
+    def __repr__(self):
+        return f"<annomask.RawArray {self.name!r}: {self.roi}, voxel size {self.voxel_size}>"
+
+
+def open_raw(path, voxel_size, *, anonymous=False):
+    """Opens raw data to read beside a mask: an array, or the level of an OME-NGFF multiscale
+    group whose voxel size is ``voxel_size`` (e.g. ``mask.voxel_size``).
+
+    annomask does not resample: without a level of that voxel size this raises ``ValueError``
+    listing the levels there are. ``path`` may be a URL, as for :func:`open`.
+    """
+    return RawArray(
+        dict(
+            path=os.fspath(path),
+            voxel_size=[float(v) for v in voxel_size],
+            anonymous=anonymous,
+        )
+    )
 
 
 class Batch(NamedTuple):
@@ -328,12 +464,19 @@ class Batch(NamedTuple):
 
     Attributes:
         index: position in the sequence (0, 1, ...).
-        targets: per-channel binary targets, ``uint8`` ``(batch, channels, *roi_shape)``.
-        mask: the missing-annotation mask, same shape: 1 where the target may be trained.
+        targets: per-channel binary targets, ``(batch, channels, *roi_shape)``: ``uint8``, or
+            ``float32`` with ``targets="float32"`` / ``"nan"`` (NaN where the mask is 0).
+        mask: the missing-annotation mask, ``uint8``, same shape: 1 where the target may be
+            trained (0 in the padding of a crop smaller than the ROI).
         crops: for each sample, the index of its crop in ``Feeder.crops``.
-        rois: for each sample, its :class:`Roi` in world units (read raw data there).
-        labels: with ``with_labels=True``, each sample's source data: a numpy array of the
-            label array's dtype, or for a crop group a dict class name -> array; else ``None``.
+        rois: for each sample, its :class:`Roi` in world units (before augmentation).
+        labels: with ``with_labels=True``, each sample's source data inside its crop (not
+            augmented): a numpy array of the label array's dtype, or for a crop group a dict
+            class name -> array; else ``None``.
+        raw: with ``raw=``, the raw data, ``(batch, *roi_shape + 2 * context)`` in the raw
+            dtype, augmented like targets and mask; else ``None``.
+        augmentations: for each sample, ``(flips, order)``: the mirrored axes (before the
+            permutation) and the axis order (output axis ``k`` is input axis ``order[k]``).
     """
 
     index: int
@@ -342,34 +485,87 @@ class Batch(NamedTuple):
     crops: list
     rois: list
     labels: Optional[list]
+    raw: Optional[np.ndarray] = None
+    augmentations: Optional[list] = None
+
+
+def _axes(value, names, what):
+    """Spatial axis indices from ``True`` (all), names (``"z"``) or indices; ``None``: none."""
+    if value is None or value is False:
+        return []
+    if value is True:
+        return list(range(len(names)))
+    axes = []
+    for v in value:
+        if isinstance(v, str):
+            if v not in names:
+                raise ValueError(f"{what}: axis {v!r} is not one of the spatial axes {names}")
+            axes.append(names.index(v))
+        elif isinstance(v, numbers.Integral) and 0 <= v < len(names):
+            axes.append(int(v))
+        else:
+            raise ValueError(f"{what}: axis {v!r} is not one of the spatial axes {names}")
+    return axes
+
+
+def _per_axis(value, dims, what):
+    if isinstance(value, numbers.Integral):
+        value = [value] * dims
+    value = [int(v) for v in value]
+    if len(value) != dims or min(value, default=0) < 0:
+        raise ValueError(f"{what}: {value} must be {dims} non-negative voxel counts (or one)")
+    return value
+
+
+_TARGETS = ("uint8", "float32", "nan")
 
 
 class Feeder:
     """Training batches of random voxel-aligned ROIs over one or more crops, as numpy arrays.
 
-    Each ROI's targets and mask are computed in one fused pass (on the GPU with a GPU engine);
-    a background thread computes ``prefetch`` batches ahead. The sequence depends only on the
-    crops, ``roi_shape``, ``seed``, ``batch_size`` and ``weighting``: the same arguments give
-    the same batches. Iterate once; make a new feeder to start again.
+    Each ROI's targets and mask are computed in one fused pass (on the GPU with a GPU engine),
+    and its raw data read, by a background thread ``prefetch`` batches ahead. Batch ``b`` is a
+    function of the seed and ``b`` alone: the same arguments give the same batches, ``shard=(i,
+    n)`` yields batches ``i, i + n, ...`` (one shard per data-loader worker: together they are
+    the one-process sequence), ``start`` begins at a later batch.
 
     Args:
         crops: a crop or a list of crops, each an opened :class:`MissingAnnotationsMask` or a
             path (opened with ``groupings`` and the options below). All need the same channels.
-        roi_shape: the ROI shape in voxels, one per spatial axis; it must fit every crop.
+        roi_shape: the ROI shape in voxels, one per spatial axis. A crop smaller than the ROI
+            along an axis is padded: targets and mask are 0 there.
         groupings: the groupings for crops given as paths.
+        raw: raw data for each crop (a list with one entry per crop, or one for a single crop):
+            a path or URL (an array, or an OME-NGFF multiscale group: the level with the crop's
+            voxel size is read) or a :class:`RawArray`. ``Batch.raw`` holds it.
+        context: raw voxels added on each side of the ROI: one number, or one per axis.
+        mirror: axes mirrored at random (each with probability 1/2): ``True`` for all, or names
+            (``"z"``) or indices.
+        transpose: axes permuted at random (``True``: all); the ROI must be equally long along
+            them. With ``mirror`` this gives every 90-degree rotation in their planes.
         seed: seed of the ROI sequence.
         batch_size: ROIs per batch.
         prefetch: batches computed ahead.
-        weighting: ``"uniform"`` (every crop equally often) or ``"size"`` (by voxel count).
+        weighting: ``"uniform"`` (every crop equally often), ``"size"`` (by voxel count) or
+            ``"class"`` (each channel an equal share of the draws, split between the crops
+            where it is present by their metadata).
         with_labels: also return each ROI's source data (``Batch.labels``).
-        batches: stop after this many batches (default: never).
+        batches: the sequence ends before this batch (default: never); with shards, the length
+            of the whole sequence.
+        shard: ``(index, count)``: this feeder's part of the sequence.
+        start: the first batch index.
+        chunk_cache: bytes of decoded chunks kept, all crops and raw arrays together (default
+            1 GiB; 0: none).
+        targets: ``"uint8"`` (0/1), ``"float32"``, or ``"nan"``: float32 with NaN where the mask
+            is 0 (cellmap-data's convention, for losses that ignore NaN).
         engine, policy, sparse, background, allow_missing_metadata, scale, anonymous: as for
-            :func:`open`, for crops given as paths.
+            :func:`open`, for crops (and raw data) given as paths.
 
-    Yields :class:`Batch` named tuples (``batch.targets``, ``batch.mask``; ``torch.from_numpy``
-    takes them without a copy). Waiting for a batch releases the GIL. ``feeder.crops`` lists
-    the opened crops (``Batch.crops`` indexes it); ``close()`` (or a ``with`` block) stops the
-    prefetch thread early.
+    Yields :class:`Batch` named tuples (``torch.from_numpy`` takes the arrays without a copy).
+    Waiting for a batch releases the GIL. ``feeder.crops`` lists the opened crops
+    (``Batch.crops`` indexes it); ``close()`` (or a ``with`` block) stops the prefetch thread.
+    A feeder pickles as its configuration and continues, where it is unpickled, at the batch
+    after the last one it yielded; used in a forked child it does the same there.
     """
 
     def __init__(
@@ -378,12 +574,20 @@ class Feeder:
         roi_shape,
         *,
         groupings=None,
+        raw=None,
+        context=0,
+        mirror=None,
+        transpose=None,
         seed=0,
         batch_size=1,
         prefetch=4,
         weighting="uniform",
         with_labels=False,
         batches=None,
+        shard=(0, 1),
+        start=0,
+        chunk_cache=1 << 30,
+        targets="uint8",
         engine="auto",
         policy="whole-channel",
         sparse="missing",
@@ -394,6 +598,8 @@ class Feeder:
     ):
         if isinstance(crops, (str, os.PathLike, MissingAnnotationsMask)):
             crops = [crops]
+            if raw is not None and not isinstance(raw, (list, tuple)):
+                raw = [raw]
         masks = []
         for crop in crops:
             if isinstance(crop, MissingAnnotationsMask):
@@ -417,45 +623,98 @@ class Feeder:
                     anonymous=anonymous,
                 )
             )
-        # The opened crops, in order (``Batch.crops`` indexes them).
+        if not masks:
+            raise ValueError("Feeder: no crops given")
+        raws = []
+        if raw is not None:
+            if isinstance(raw, (str, os.PathLike, RawArray)) or len(raw) != len(masks):
+                raise ValueError(
+                    f"Feeder: raw must list one raw array per crop ({len(masks)} crops)"
+                )
+            for r, m in zip(raw, masks):
+                raws.append(r if isinstance(r, RawArray) else open_raw(r, m.voxel_size, anonymous=anonymous))
+        if targets not in _TARGETS:
+            raise ValueError(f"targets: must be one of {_TARGETS}, not {targets!r}")
+        dims = len(masks[0].shape)
+        names = masks[0].axes[1:]
+        # The opened crops, in order (``Batch.crops`` indexes them), and their raw data.
         self.crops = masks
-        self._inner = _annomask.Feeder(
-            [m._inner for m in masks],
-            [int(s) for s in roi_shape],
-            seed=seed,
+        self.raw = raws
+        self._config = dict(
+            roi_shape=_per_axis(roi_shape, dims, "roi_shape"),
+            seed=int(seed),
             batch_size=batch_size,
             prefetch=prefetch,
             weighting=weighting,
             with_labels=with_labels,
             batches=batches,
+            context=_per_axis(context, dims, "context"),
+            mirror=_axes(mirror, names, "mirror"),
+            transpose=_axes(transpose, names, "transpose"),
+            shard=tuple(int(v) for v in shard),
+            chunk_cache=int(chunk_cache),
         )
+        self._targets = targets
+        self._next = int(start)
+        self._start_inner()
+
+    def _start_inner(self):
+        c = dict(self._config)
+        roi_shape = c.pop("roi_shape")
+        self._rust = _annomask.Feeder(
+            [m._inner for m in self.crops],
+            roi_shape,
+            raw=[r._inner for r in self.raw],
+            start=self._next,
+            **c,
+        )
+        self._pid = os.getpid()
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        raw = self._inner.next_batch()
-        if raw is None:
+        if self._pid != os.getpid():
+            # A forked child: the parent's prefetch thread is not here; continue on our own.
+            _FORKED_LEFTOVERS.append(self._rust)
+            self._start_inner()
+        batch = self._rust.next_batch()
+        if batch is None:
             raise StopIteration
-        index, targets, mask, samples, labels = raw
+        index, targets, mask, samples, labels, raw = batch
+        self._next = index + 1
+        if self._targets != "uint8":
+            targets = targets.astype(np.float32)
+            if self._targets == "nan":
+                np.copyto(targets, np.float32("nan"), where=mask == 0)
         return Batch(
             index=index,
             targets=targets,
             mask=mask,
-            crops=[crop for crop, _, _ in samples],
-            rois=[type(self.crops[c].roi)(offset, shape) for c, offset, shape in samples],
+            crops=[s[0] for s in samples],
+            rois=[type(self.crops[s[0]].roi)(s[1], s[2]) for s in samples],
             labels=labels,
+            raw=raw,
+            augmentations=[(s[4], s[5]) for s in samples],
         )
+
+    def __reduce__(self):
+        config = dict(self._config, targets=self._targets, start=self._next)
+        return (_rebuild_feeder, (self.crops, self.raw or None, config))
 
     def close(self):
         """Stops the prefetch thread; iteration then ends."""
-        self._inner.close()
+        self._rust.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _rebuild_feeder(crops, raw, config):
+    return Feeder(crops, raw=raw, **config)
 
 
 def write_demo_crop(dir, size=32, zarr_format=3):

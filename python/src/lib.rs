@@ -21,10 +21,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use annomask::feeder::{Batch, CropWeighting, Feeder as RustFeeder, FeederConfig};
+use annomask::raw::RawVolume;
+use annomask::remote::StoreOptions;
 use annomask::{
-    ChannelGroupings, CropOptions, Engine, EngineChoice, Error, GroupingsError, LabelArray,
-    MaskOptions, MaskPolicy, MissingAnnotationsMask, Roi, SourceBlock, SparsePolicy, StorageError,
-    ZarrFormat, with_labels,
+    ChannelGroupings, Coordinate, CropOptions, Engine, EngineChoice, Error, GroupingsError,
+    LabelArray, MaskOptions, MaskPolicy, MissingAnnotationsMask, Roi, SourceBlock, SparsePolicy,
+    StorageError, ZarrFormat, with_labels,
 };
 use numpy::{IntoPyArray, PyArrayDyn};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
@@ -47,10 +49,23 @@ fn py_err(error: Error) -> PyErr {
         | Error::Geometry(_)
         | Error::Crop(_)
         | Error::Feeder { .. }
+        | Error::Raw(_)
         | Error::NoStoredData { .. } => PyValueError::new_err(message),
         // The GPU, a failed verify, and whatever later versions add.
         _ => PyRuntimeError::new_err(message),
     }
+}
+
+/// A ROI from `(offset, shape)`, refusing a different number of axes in the two.
+fn roi(offset: Vec<f64>, shape: Vec<f64>) -> PyResult<Roi> {
+    if offset.len() != shape.len() {
+        return Err(PyValueError::new_err(format!(
+            "ROI offset {offset:?} has {} axes, its shape {shape:?} has {}",
+            offset.len(),
+            shape.len()
+        )));
+    }
+    Ok(Roi::new(offset, shape))
 }
 
 /// A `ValueError` for a bad option, naming the parameter.
@@ -271,7 +286,7 @@ impl Mask {
         shape: Vec<f64>,
     ) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
         self.check_process()?;
-        let roi = Roi::new(offset, shape);
+        let roi = roi(offset, shape)?;
         let mask = py
             .detach(|| annomask::threads::install(|| self.inner.get(&roi)))
             .map_err(py_err)?;
@@ -287,7 +302,7 @@ impl Mask {
         shape: Vec<f64>,
     ) -> PyResult<(Bound<'py, PyArrayDyn<u8>>, Bound<'py, PyArrayDyn<u8>>)> {
         self.check_process()?;
-        let roi = Roi::new(offset, shape);
+        let roi = roi(offset, shape)?;
         let (mask, targets) = py
             .detach(|| annomask::threads::install(|| self.inner.get_with_targets(&roi)))
             .map_err(py_err)?;
@@ -342,8 +357,9 @@ fn open(
     .map_err(py_err)
 }
 
-/// The training feeder over opened masks; yields raw batch tuples
-/// `(index, targets, mask, samples, labels)`, `samples` a list of `(crop, offset, shape)`.
+/// The training feeder over opened masks; yields batch tuples
+/// `(index, targets, mask, samples, labels, raw)`, `samples` a list of
+/// `(crop, offset, shape, start, flips, order)`.
 #[pyclass(frozen, module = "annomask._annomask")]
 struct Feeder {
     /// `None` once closed.
@@ -365,7 +381,7 @@ impl Drop for Feeder {
 #[pymethods]
 impl Feeder {
     #[new]
-    #[pyo3(signature = (crops, roi_shape, *, seed, batch_size, prefetch, weighting, with_labels, batches))]
+    #[pyo3(signature = (crops, roi_shape, *, seed, batch_size, prefetch, weighting, with_labels, batches, raw, context, mirror, transpose, shard, start, chunk_cache))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -377,14 +393,22 @@ impl Feeder {
         weighting: &str,
         with_labels: bool,
         batches: Option<usize>,
+        raw: Vec<PyRef<'_, Raw>>,
+        context: Vec<u64>,
+        mirror: Vec<usize>,
+        transpose: Vec<usize>,
+        shard: (usize, usize),
+        start: usize,
+        chunk_cache: u64,
     ) -> PyResult<Self> {
         let weighting = match weighting {
             "uniform" => CropWeighting::Uniform,
             "size" => CropWeighting::BySize,
+            "class" => CropWeighting::ByClass,
             other => {
                 return Err(option_err(
                     "weighting",
-                    format!("unknown weighting {other:?} (expected uniform or size)"),
+                    format!("unknown weighting {other:?} (expected uniform, size or class)"),
                 ));
             }
         };
@@ -403,11 +427,21 @@ impl Feeder {
             .batch_size(batch_size)
             .prefetch(prefetch)
             .weighting(weighting)
-            .with_labels(with_labels);
+            .with_labels(with_labels)
+            .context(context)
+            .mirror(mirror)
+            .transpose(transpose)
+            .shard(shard.0, shard.1)
+            .start(start)
+            .chunk_cache(chunk_cache);
         config.batches = batches;
+        for r in &raw {
+            r.check_process()?;
+        }
         let crops: Vec<_> = crops.iter().map(|c| c.inner.clone()).collect();
+        let raws: Vec<_> = raw.iter().map(|r| r.inner.clone()).collect();
         let feeder = py
-            .detach(|| RustFeeder::new(crops, config))
+            .detach(|| RustFeeder::with_raw(crops, raws, config))
             .map_err(py_err)?;
         Ok(Self {
             inner: Mutex::new(Some(feeder)),
@@ -447,7 +481,15 @@ impl Feeder {
         let samples = PyList::empty(py);
         for s in &batch.samples {
             let (offset, shape) = (s.roi.offset().as_slice(), s.roi.shape().as_slice());
-            samples.append((s.crop, offset.to_vec(), shape.to_vec()))?;
+            let d = &s.draw;
+            samples.append((
+                s.crop,
+                offset.to_vec(),
+                shape.to_vec(),
+                s.start.clone(),
+                d.flips.clone(),
+                d.order.clone(),
+            ))?;
         }
         let labels = match batch.labels {
             None => None,
@@ -459,12 +501,14 @@ impl Feeder {
                 Some(list)
             }
         };
+        let raw = batch.raw.map(|r| label_array(py, r));
         (
             batch.index,
             batch.targets.into_pyarray(py),
             batch.mask.into_pyarray(py),
             samples,
             labels,
+            raw,
         )
             .into_pyobject(py)
     }
@@ -498,6 +542,88 @@ impl Feeder {
 /// A label array as a numpy array of its own dtype (no copy).
 fn label_array(py: Python<'_>, labels: LabelArray) -> Bound<'_, PyAny> {
     with_labels!(labels, LabelArray, a => a.into_pyarray(py).into_any())
+}
+
+/// Raw data (EM intensities) at a mask's voxel size: an array, or the level of an OME-NGFF
+/// multiscale group whose voxel size matches.
+#[pyclass(frozen, module = "annomask._annomask")]
+struct Raw {
+    inner: Arc<RawVolume>,
+    /// The process that opened it (its chunk cache's locks are not the child's).
+    pid: u32,
+}
+
+impl Raw {
+    fn check_process(&self) -> PyResult<()> {
+        if self.pid != std::process::id() {
+            return Err(PyRuntimeError::new_err(format!(
+                "{}: raw data opened in process {}: open it again in this process",
+                self.inner.name(),
+                self.pid
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Raw {
+    #[new]
+    #[pyo3(signature = (location, voxel_size, *, anonymous))]
+    fn new(
+        py: Python<'_>,
+        location: String,
+        voxel_size: Vec<f64>,
+        anonymous: bool,
+    ) -> PyResult<Self> {
+        let voxel_size = Coordinate::new(voxel_size);
+        py.detach(|| RawVolume::open(&location, &voxel_size, StoreOptions::anonymous(anonymous)))
+            .map(|raw| Self {
+                inner: Arc::new(raw),
+                pid: std::process::id(),
+            })
+            .map_err(py_err)
+    }
+
+    /// The chosen array, as errors name it.
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The numpy dtype name.
+    #[getter]
+    fn dtype(&self) -> String {
+        self.inner.dtype().to_string()
+    }
+
+    #[getter]
+    fn voxel_size(&self) -> Vec<f64> {
+        self.inner.geometry().voxel_size.as_slice().to_vec()
+    }
+
+    /// `(offset, shape)` in world units.
+    #[getter]
+    fn roi(&self) -> (Vec<f64>, Vec<f64>) {
+        let roi = self.inner.geometry().roi();
+        (
+            roi.offset().as_slice().to_vec(),
+            roi.shape().as_slice().to_vec(),
+        )
+    }
+
+    /// The raw data inside the ROI `(offset, shape)`, zero outside the array.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        offset: Vec<f64>,
+        shape: Vec<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
+        let roi = roi(offset, shape)?;
+        let data = py.detach(|| self.inner.read_roi(&roi)).map_err(py_err)?;
+        Ok(label_array(py, data))
+    }
 }
 
 fn zarr_format(format: u8) -> PyResult<ZarrFormat> {
@@ -560,6 +686,7 @@ fn _annomask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Groupings>()?;
     m.add_class::<Mask>()?;
     m.add_class::<Feeder>()?;
+    m.add_class::<Raw>()?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(write_demo_crop, m)?)?;
     m.add_function(wrap_pyfunction!(write_demo_crop_group, m)?)?;

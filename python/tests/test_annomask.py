@@ -454,8 +454,10 @@ def test_option_errors(demo, crop_groups):
 
 def test_feeder_errors(demo, crop_groups):
     mask = annomask.open(demo[3][0], LABEL_GROUPINGS, engine="cpu")
-    with pytest.raises(ValueError, match=r"feeder: labels_missing_annotations_mask: ROI shape \[32, 8, 8\]"):
-        annomask.Feeder(mask, (32, 8, 8))
+    with pytest.raises(ValueError, match=r"roi_shape: \[8, 8\] must be 3"):
+        annomask.Feeder(mask, (8, 8))
+    with pytest.raises(ValueError, match=r"feeder: <feeder>: ROI shape \[0, 8, 8\]"):
+        annomask.Feeder(mask, (0, 8, 8))
     other = annomask.open(demo[2][0], LABEL_GROUPINGS[:2], engine="cpu")
     with pytest.raises(ValueError, match="channels .* differ from"):
         annomask.Feeder([mask, other], (8, 8, 8))
