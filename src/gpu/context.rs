@@ -87,6 +87,17 @@ fn computes(a: &wgpu::Adapter) -> bool {
         .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
 }
 
+/// A wgpu instance over the primary backends (Vulkan, Metal, DX12) unless `WGPU_BACKEND` (and
+/// the other `WGPU_*` variables) say otherwise. Not OpenGL by default: annomask needs compute
+/// shaders, which every GPU offers through a primary backend, and probing OpenGL loads Mesa's
+/// EGL/llvmpipe driver into the process, whose LLVM clashes with other LLVMs there (importing
+/// PyTorch's triton after it crashes the process). `WGPU_BACKEND=gl` still selects it.
+fn instance() -> wgpu::Instance {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(descriptor.with_env())
+}
+
 impl GpuContext {
     /// Finds the best adapter allowed by `policy` (honouring `WGPU_BACKEND` and the other
     /// `WGPU_*` variables) and creates a device with the adapter's limits.
@@ -99,9 +110,7 @@ impl GpuContext {
     /// (those that do not are never used). Driver output is captured meanwhile.
     pub fn adapters() -> Vec<(wgpu::AdapterInfo, bool)> {
         super::quiet::silenced(|| {
-            let instance = wgpu::Instance::new(
-                wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
-            );
+            let instance = instance();
             pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
                 .into_iter()
                 .map(|a| (a.get_info(), computes(&a)))
@@ -110,8 +119,7 @@ impl GpuContext {
     }
 
     fn create(policy: AdapterPolicy) -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = instance();
         let mut adapters: Vec<wgpu::Adapter> =
             pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
                 .into_iter()
