@@ -305,7 +305,7 @@ def validation_tiles(mask, roi_shape, *, stride=None):
     >>> class Crop:  # stands in for an opened mask: 10 x 5 voxels of 4 nm from (100, 0)
     ...     roi, voxel_size, shape = Roi((100, 0), (40, 20)), (4.0, 4.0), (10, 5)
     >>> [t.offset for t in validation_tiles(Crop(), (4, 8))]
-    [(100.0, 0.0), (116.0, 0.0), (124.0, 0.0)]
+    [(100, 0), (116, 0), (124, 0)]
     """
     shape = tuple(int(s) for s in mask.shape)
     dims = len(shape)

@@ -53,6 +53,22 @@ def _raw_tensor(raw, normalize, channel_axis):
     return t.unsqueeze(channel_axis)
 
 
+def _open_crops(crops, groupings, options):
+    """Masks from masks or paths (opened with ``groupings`` and ``options``)."""
+    return [
+        c if isinstance(c, annomask.MissingAnnotationsMask) else annomask.open(c, groupings, **options)
+        for c in crops
+    ]
+
+
+def _open_raws(raw, crops, anonymous):
+    """Raw arrays, one per crop, from arrays or paths (at each crop's voxel size)."""
+    return [
+        r if isinstance(r, annomask.RawArray) else annomask.open_raw(r, m.voxel_size, anonymous=anonymous)
+        for r, m in zip(raw, crops)
+    ]
+
+
 def _tensors(targets, mask, raw, normalize):
     out = {
         "targets": torch.from_numpy(targets).to(torch.float32),
@@ -95,16 +111,9 @@ class FeederDataset(IterableDataset):
             if raw is not None and not isinstance(raw, (list, tuple)):
                 feeder["raw"] = [raw]
         # Open once here: the masks pickle as their arguments and reopen in each worker.
-        self.crops = [
-            c if isinstance(c, annomask.MissingAnnotationsMask) else annomask.open(c, groupings, **options)
-            for c in crops
-        ]
+        self.crops = _open_crops(crops, groupings, options)
         if feeder.get("raw") is not None:
-            anonymous = options.get("anonymous", False)
-            feeder["raw"] = [
-                r if isinstance(r, annomask.RawArray) else annomask.open_raw(r, m.voxel_size, anonymous=anonymous)
-                for r, m in zip(feeder["raw"], self.crops)
-            ]
+            feeder["raw"] = _open_raws(feeder["raw"], self.crops, options.get("anonymous", False))
         self.roi_shape = roi_shape
         self.batches_per_epoch = batches_per_epoch
         self.normalize = normalize
@@ -154,17 +163,10 @@ class RoiDataset(Dataset):
 
     def __init__(self, crops, samples, *, raw=None, context=0, normalize=True, targets="float32",
                  groupings=None, **options):
-        self.crops = [
-            c if isinstance(c, annomask.MissingAnnotationsMask) else annomask.open(c, groupings, **options)
-            for c in crops
-        ]
-        anonymous = options.get("anonymous", False)
+        self.crops = _open_crops(crops, groupings, options)
         self.raw = None
         if raw is not None:
-            self.raw = [
-                r if isinstance(r, annomask.RawArray) else annomask.open_raw(r, m.voxel_size, anonymous=anonymous)
-                for r, m in zip(raw, self.crops)
-            ]
+            self.raw = _open_raws(raw, self.crops, options.get("anonymous", False))
         if targets not in ("float32", "nan"):
             raise ValueError(f"targets: must be 'float32' or 'nan', not {targets!r}")
         self.samples = [(int(c), annomask._as_roi(r)) for c, r in samples]
@@ -180,10 +182,7 @@ class RoiDataset(Dataset):
 
         groupings = kwargs.get("groupings")
         options = {k: v for k, v in kwargs.items() if k not in ("raw", "context", "normalize", "targets", "groupings")}
-        crops = [
-            c if isinstance(c, annomask.MissingAnnotationsMask) else annomask.open(c, groupings, **options)
-            for c in crops
-        ]
+        crops = _open_crops(crops, groupings, options)
         samples = [
             (i, roi) for i, crop in enumerate(crops) for roi in validation_tiles(crop, roi_shape, stride=stride)
         ]
