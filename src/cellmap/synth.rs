@@ -417,7 +417,13 @@ pub fn write_challenge_dataset(
     let voxel = 8.0;
     let root = dir.join(format!("{name}.zarr"));
     let empty = Map::new();
-    for group in ["", "recon-1", "recon-1/em", "recon-1/labels", "recon-1/labels/groundtruth"] {
+    for group in [
+        "",
+        "recon-1",
+        "recon-1/em",
+        "recon-1/labels",
+        "recon-1/labels/groundtruth",
+    ] {
         create_group(root.join(group), format, &empty)?;
     }
     // The raw: s0 and s1 (every second voxel, voxel size x2, translation half a voxel of s0).
@@ -436,7 +442,11 @@ pub fn write_challenge_dataset(
                 .collect();
             scale = scale.iter().map(|v| v * 2.0).collect();
         }
-        let chunks: Vec<u64> = values.shape().iter().map(|&s| s.clamp(1, 64) as u64).collect();
+        let chunks: Vec<u64> = values
+            .shape()
+            .iter()
+            .map(|&s| s.clamp(1, 64) as u64)
+            .collect();
         let path = format!("s{level}");
         write_labels(
             &raw.join(&path),

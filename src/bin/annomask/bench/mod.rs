@@ -81,7 +81,12 @@ pub struct BenchArgs {
     /// With --feeder: Python with cellmap-data for the cellmap-data rows [default:
     /// $ANNOMASK_CELLMAP_PYTHON, else the reference's Python, if `cellmap_data` is importable
     /// there; else the rows are skipped with a note].
-    #[arg(long, value_name = "PYTHON", requires = "feeder", conflicts_with = "no_cellmap")]
+    #[arg(
+        long,
+        value_name = "PYTHON",
+        requires = "feeder",
+        conflicts_with = "no_cellmap"
+    )]
     cellmap_python: Option<PathBuf>,
     /// With --feeder: skip the cellmap-data rows.
     #[arg(long, requires = "feeder")]
@@ -117,15 +122,20 @@ fn cellmap_python(args: &BenchArgs) -> Result<PathBuf, String> {
     if args.no_cellmap {
         return Err("--no-cellmap".into());
     }
-    let (python, whence) = match (&args.cellmap_python, std::env::var_os("ANNOMASK_CELLMAP_PYTHON")) {
+    let (python, whence) = match (
+        &args.cellmap_python,
+        std::env::var_os("ANNOMASK_CELLMAP_PYTHON"),
+    ) {
         (Some(p), _) => (p.clone(), "--cellmap-python"),
         (None, Some(p)) => (PathBuf::from(p), "$ANNOMASK_CELLMAP_PYTHON"),
         (None, None) => match default_reference_python() {
             Some(p) => (p, "the reference's Python"),
             None => {
-                return Err("no Python found (set ANNOMASK_CELLMAP_PYTHON to a Python with \
+                return Err(
+                    "no Python found (set ANNOMASK_CELLMAP_PYTHON to a Python with \
                             cellmap-data)"
-                    .into());
+                        .into(),
+                );
             }
         },
     };
