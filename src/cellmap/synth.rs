@@ -280,6 +280,11 @@ pub fn demo_groupings() -> ClassGroupings {
 /// slab `z < size / 4`), `mito` (instance `uint64`, absent 0, unknown 2^64-1 in the same slab)
 /// and `er_mem` (semantic `uint8` without an unknown code); `er_lum` is not annotated.
 pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<PathBuf, Error> {
+    write_crop(&dir.join("crop1"), &demo_crop_spec(size, format))
+}
+
+/// The demo crop of [`write_demo_crop`] as a spec (offset 0), to place or change before writing.
+pub fn demo_crop_spec(size: usize, format: ZarrFormat) -> CropSpec {
     let shape = [size; 3];
     let n = size * size * size;
     let mut mito = vec![0u64; n];
@@ -338,5 +343,146 @@ pub fn write_demo_crop(dir: &Path, size: usize, format: ZarrFormat) -> Result<Pa
     }
     let mut spec = CropSpec::new(classes);
     spec.format = format;
-    write_crop(&dir.join("crop1"), &spec)
+    spec
+}
+
+/// A dataset in the CellMap challenge layout, as [`write_challenge_dataset`] writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChallengeDataset {
+    /// The dataset, `<dir>/<name>.zarr`.
+    pub root: PathBuf,
+    /// The raw OME-NGFF multiscale group, `<root>/recon-1/em/fibsem-uint8` (levels `s0`, `s1`).
+    pub raw: PathBuf,
+    /// The crop group, `<root>/recon-1/labels/groundtruth/crop1`.
+    pub crop: PathBuf,
+    /// Voxel size at `s0` (nm), of the raw and the crop alike.
+    pub voxel_size: Vec<f64>,
+    /// Where the crop starts in the raw's `s0` voxels (its translation is this times the
+    /// voxel size).
+    pub crop_offset: Vec<u64>,
+    /// Shape of the raw at `s0`.
+    pub raw_shape: Vec<u64>,
+}
+
+/// Raw voxels of the synthetic EM: smooth-ish grey values, 64..=191, no structure.
+fn synthetic_raw(shape: [usize; 3]) -> LabelArray {
+    let n = shape.iter().product::<usize>();
+    let values: Vec<u8> = (0..n)
+        .map(|i| {
+            let (z, y, x) = (
+                i / (shape[1] * shape[2]),
+                i / shape[2] % shape[1],
+                i % shape[2],
+            );
+            let coarse = splitmix64(((z / 8) * 4099 + y / 8) as u64 * 4099 + (x / 8) as u64);
+            64 + (coarse % 96) as u8 + (splitmix64(i as u64) % 32) as u8
+        })
+        .collect();
+    LabelArray::from(ArrayD::from_shape_vec(IxDyn(&shape), values).expect("n voxels"))
+}
+
+/// Writes a small dataset in the CellMap segmentation challenge's layout (zarr v2, blosc-lz4,
+/// 64^3 chunks, OME-NGFF 0.4 multiscales, 8 nm voxels), what cellmap-data's
+/// `CellMapDataSplit` reads:
+///
+/// ```text
+/// <dir>/<name>.zarr/recon-1/em/fibsem-uint8/        raw: uint8 (size + 2 margin)^3, s0 and s1
+/// <dir>/<name>.zarr/recon-1/labels/groundtruth/crop1/  the demo crop group (`write_demo_crop`),
+///                                                   size^3, translated by margin voxels
+/// ```
+///
+/// The crop's translation lies on the raw's `s0` grid (`margin` voxels of 8 nm on every axis),
+/// so the raw covers the crop with `margin` voxels to spare on each side.
+///
+/// ```
+/// use annomask::cellmap::synth::write_challenge_dataset;
+/// use annomask::{MissingAnnotationsMask, MaskOptions};
+/// let dir = tempfile::tempdir()?;
+/// let d = write_challenge_dataset(dir.path(), "jrc_synth", 16, 4)?;
+/// assert_eq!(d.crop_offset, vec![4, 4, 4]);
+/// assert_eq!(d.raw_shape, vec![24, 24, 24]);
+/// assert!(d.raw.join("s1/.zarray").is_file());
+/// let mask = MissingAnnotationsMask::open(&d.crop, annomask::cellmap::synth::demo_groupings(),
+///     MaskOptions::default())?;
+/// assert_eq!(mask.shape(), &[16, 16, 16]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_challenge_dataset(
+    dir: &Path,
+    name: &str,
+    size: usize,
+    margin: usize,
+) -> Result<ChallengeDataset, Error> {
+    let format = ZarrFormat::V2;
+    let voxel = 8.0;
+    let root = dir.join(format!("{name}.zarr"));
+    let empty = Map::new();
+    for group in [
+        "",
+        "recon-1",
+        "recon-1/em",
+        "recon-1/labels",
+        "recon-1/labels/groundtruth",
+    ] {
+        create_group(root.join(group), format, &empty)?;
+    }
+    // The raw: s0 and s1 (every second voxel, voxel size x2, translation half a voxel of s0).
+    let raw = root.join("recon-1/em/fibsem-uint8");
+    let edge = size + 2 * margin;
+    let mut values = synthetic_raw([edge; 3]);
+    let (mut scale, mut translation) = (vec![voxel; 3], vec![0.0; 3]);
+    let mut datasets = Vec::new();
+    for level in 0..2 {
+        if level > 0 {
+            values = downsample(&values);
+            translation = translation
+                .iter()
+                .zip(&scale)
+                .map(|(t, v)| t + v / 2.0)
+                .collect();
+            scale = scale.iter().map(|v| v * 2.0).collect();
+        }
+        let chunks: Vec<u64> = values
+            .shape()
+            .iter()
+            .map(|&s| s.clamp(1, 64) as u64)
+            .collect();
+        let path = format!("s{level}");
+        write_labels(
+            &raw.join(&path),
+            &values,
+            &chunks,
+            format,
+            Compression::BloscLz4,
+            Map::new(),
+        )?;
+        datasets.push(json!({"path": path, "coordinateTransformations": [
+            {"type": "scale", "scale": scale},
+            {"type": "translation", "translation": translation}]}));
+    }
+    let axes: Vec<Value> = ["z", "y", "x"]
+        .iter()
+        .map(|a| json!({"name": a, "type": "space", "unit": "nanometer"}))
+        .collect();
+    let mut attrs = Map::new();
+    attrs.insert(
+        "multiscales".into(),
+        json!([{"version": "0.4", "name": "fibsem-uint8", "axes": axes, "datasets": datasets}]),
+    );
+    create_group(&raw, format, &attrs)?;
+    // The crop, translated onto the raw's grid.
+    let mut spec = demo_crop_spec(size, format);
+    for class in &mut spec.classes {
+        class.voxel_size = vec![voxel; 3];
+        class.offset = vec![margin as f64 * voxel; 3];
+    }
+    let crop = write_crop(&root.join("recon-1/labels/groundtruth/crop1"), &spec)?;
+    Ok(ChallengeDataset {
+        root,
+        raw,
+        crop,
+        voxel_size: vec![voxel; 3],
+        crop_offset: vec![margin as u64; 3],
+        raw_shape: vec![edge as u64; 3],
+    })
 }

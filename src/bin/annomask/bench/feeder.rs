@@ -8,6 +8,10 @@
 //! to the Python feeder as a list, so both read the same chunks. Rounds are interleaved; the
 //! best of each row is reported. After the first round the Python feeder's per-channel sums of
 //! the first ROI are compared with annomask's.
+//!
+//! Then, on the same ROIs, the CellMap rows ([`super::feeder_cellmap`]): annomask's feeder on a
+//! crop group in the challenge layout, with and without its chunk cache, against cellmap-data's
+//! loader (raw + targets, and targets only) where a Python with `cellmap_data` is found.
 
 use std::fmt;
 use std::process::Command;
@@ -25,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::compute::{TimedRow, bench_groupings, run_script, storage};
 use super::cpu_model;
+use super::feeder_cellmap::{CellmapBench, CellmapSection};
 
 /// The Python feeder, written next to the crop and run by the reference's Python.
 pub const PYTHON_FEEDER: &str = include_str!("../../../../scripts/python_feeder.py");
@@ -46,6 +51,8 @@ pub struct FeederBenchConfig {
     pub repeat: usize,
     /// Python interpreter and `reference_mask.py`; `None` skips the numpy feeder.
     pub reference: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Python with `cellmap_data` for the cellmap-data rows, or why there is none (a note).
+    pub cellmap: std::result::Result<std::path::PathBuf, String>,
 }
 
 /// The result of a run.
@@ -63,12 +70,14 @@ pub struct FeederReport {
     pub annomask: TimedRow,
     /// The numpy feeder (its own timing, after imports), where run.
     pub numpy: Option<TimedRow>,
+    /// The CellMap crop-group rows (annomask with and without its cache, cellmap-data).
+    pub cellmap: CellmapSection,
     /// Skips and checks.
     pub notes: Vec<String>,
 }
 
 /// Per-channel sums of one sample of a `(batch, c, ...)` array.
-fn channel_sums(a: &ndarray::ArrayD<u8>, sample: usize) -> Vec<u64> {
+pub(super) fn channel_sums(a: &ndarray::ArrayD<u8>, sample: usize) -> Vec<u64> {
     let s = a.index_axis(ndarray::Axis(0), sample);
     s.outer_iter()
         .map(|c| c.iter().map(|&v| v as u64).sum())
@@ -94,7 +103,7 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
         groupings.clone(),
         MaskOptions::default(),
         &Default::default(),
-        engine,
+        engine.clone(),
     )?);
     let batches = config.batches.max(1);
     let feeder_config = FeederConfig::new(vec![roi as u64; 3])
@@ -105,6 +114,23 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
         .map(|_| sampler.next_region().1.start)
         .collect();
 
+    let rois = dir.join("rois.json");
+    std::fs::write(&rois, json!(starts).to_string()).map_err(|e| storage(&rois, "ROIs", e))?;
+    if let Err(why) = &config.cellmap {
+        notes.push(format!("cellmap-data rows skipped: {why}"));
+    }
+    let mut cellmap = CellmapBench::new(
+        &dir.join("cellmap"),
+        size,
+        roi,
+        batches,
+        engine.clone(),
+        config.cellmap.as_ref().ok(),
+        &rois,
+        log,
+    )?;
+    log(&format!("CellMap dataset at {}", cellmap.root().display()));
+
     let python = match &config.reference {
         None => {
             notes.push("numpy feeder skipped: no Python venv found (run reference/setup.sh, or set ANNOMASK_REFERENCE_PYTHON)".into());
@@ -114,9 +140,6 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
             let script = dir.join("python_feeder.py");
             std::fs::write(&script, PYTHON_FEEDER)
                 .map_err(|e| storage(&script, "the Python feeder", e))?;
-            let rois = dir.join("rois.json");
-            std::fs::write(&rois, json!(starts).to_string())
-                .map_err(|e| storage(&rois, "ROIs", e))?;
             let groupings_file = dir.join("groupings.json");
             let list: Vec<Value> = groupings
                 .channels()
@@ -185,6 +208,14 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
                 }
             }
         }
+        cellmap.round(round == 0, &mut notes)?;
+    }
+    if !cellmap.section.annomask_raw {
+        notes.push(
+            "the annomask CellMap rows read targets + mask only, no raw (the feeder's raw \
+             reading is not in this build): compare them with cellmap-data's targets-only row"
+                .into(),
+        );
     }
     Ok(FeederReport {
         config: format!(
@@ -197,6 +228,7 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
         roi_voxels: (roi as u64).pow(3),
         annomask,
         numpy,
+        cellmap: cellmap.section,
         notes,
     })
 }
@@ -236,6 +268,7 @@ impl FeederReport {
             "annomask": row(&self.annomask),
             "numpy": self.numpy.as_ref().map(row),
             "speedup_vs_numpy": self.speedup(),
+            "cellmap": self.cellmap.to_json(&row),
             "notes": self.notes,
         })
     }
@@ -265,6 +298,24 @@ impl fmt::Display for FeederReport {
                 f,
                 "annomask feeder / numpy feeder: {s:.1}x batches per second"
             )?;
+        }
+        writeln!(f)?;
+        writeln!(f, "{}", self.cellmap.config)?;
+        for r in self.cellmap.rows() {
+            writeln!(
+                f,
+                "{:<40} {:>10.3} {:>11.1} {:>9.1}",
+                r.name,
+                r.best(),
+                self.batches_per_second(r),
+                self.roi_voxels as f64 * self.batches as f64 / r.best() / 1e6
+            )?;
+        }
+        for (what, ratio) in self.cellmap.ratios() {
+            writeln!(f, "{what}: {ratio:.1}x batches per second")?;
+        }
+        if let Some(v) = &self.cellmap.versions {
+            writeln!(f, "cellmap-data stack: {v}")?;
         }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;

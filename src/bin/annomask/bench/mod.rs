@@ -9,6 +9,7 @@
 mod compute;
 mod engines;
 mod feeder;
+mod feeder_cellmap;
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +67,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pipeline: bool,
     /// Time the training feeder: batches of random ROIs (--roi edge) of a SIZE^3 uint64 zarr
-    /// crop, targets and mask fused, against a DaCapo-style numpy feeder over the same ROIs.
+    /// crop, targets and mask fused, against a DaCapo-style numpy feeder over the same ROIs;
+    /// then on a SIZE^3 CellMap crop group in the challenge layout, with and without the
+    /// chunk cache, against cellmap-data's loader (where installed) over the same ROIs.
     #[arg(long, conflicts_with = "pipeline")]
     feeder: bool,
     /// With --feeder: edge of the cubic ROI, in voxels.
@@ -75,6 +78,19 @@ pub struct BenchArgs {
     /// With --feeder: batches (of one ROI) per round.
     #[arg(long, default_value_t = 16, requires = "feeder", value_parser = clap::value_parser!(u64).range(1..=100000))]
     batches: u64,
+    /// With --feeder: Python with cellmap-data for the cellmap-data rows [default:
+    /// $ANNOMASK_CELLMAP_PYTHON, else the reference's Python, if `cellmap_data` is importable
+    /// there; else the rows are skipped with a note].
+    #[arg(
+        long,
+        value_name = "PYTHON",
+        requires = "feeder",
+        conflicts_with = "no_cellmap"
+    )]
+    cellmap_python: Option<PathBuf>,
+    /// With --feeder: skip the cellmap-data rows.
+    #[arg(long, requires = "feeder")]
+    no_cellmap: bool,
     /// With --pipeline: where to write the crop and outputs (a temporary directory inside it,
     /// removed afterwards) [default: the system's temporary directory].
     #[arg(long, value_name = "DIR", requires = "pipeline")]
@@ -97,6 +113,47 @@ fn default_reference_script() -> PathBuf {
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference_mask.py")
         })
+}
+
+/// The Python for the cellmap-data rows: `--cellmap-python`, else `$ANNOMASK_CELLMAP_PYTHON`,
+/// else the reference's Python; `Err` says why there is none (`cellmap_data` is looked up with
+/// `importlib.util.find_spec`, which does not import it).
+fn cellmap_python(args: &BenchArgs) -> Result<PathBuf, String> {
+    if args.no_cellmap {
+        return Err("--no-cellmap".into());
+    }
+    let (python, whence) = match (
+        &args.cellmap_python,
+        std::env::var_os("ANNOMASK_CELLMAP_PYTHON"),
+    ) {
+        (Some(p), _) => (p.clone(), "--cellmap-python"),
+        (None, Some(p)) => (PathBuf::from(p), "$ANNOMASK_CELLMAP_PYTHON"),
+        (None, None) => match default_reference_python() {
+            Some(p) => (p, "the reference's Python"),
+            None => {
+                return Err(
+                    "no Python found (set ANNOMASK_CELLMAP_PYTHON to a Python with \
+                            cellmap-data)"
+                        .into(),
+                );
+            }
+        },
+    };
+    let found = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.util, sys; sys.exit(importlib.util.find_spec('cellmap_data') is None)",
+        ])
+        .output();
+    match found {
+        Ok(o) if o.status.success() => Ok(python),
+        Ok(_) => Err(format!(
+            "cellmap_data is not installed in {} ({whence}; pip install cellmap-data there, or \
+             set ANNOMASK_CELLMAP_PYTHON)",
+            python.display()
+        )),
+        Err(e) => Err(format!("{} ({whence}): {e}", python.display())),
+    }
 }
 
 /// The CPU model name from `/proc/cpuinfo`, where there is one (else the architecture).
@@ -160,6 +217,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             engine: args.engine,
             repeat: args.repeat.unwrap_or(3) as usize,
             reference,
+            cellmap: cellmap_python(&args),
         };
         let report = feeder::run(&config, &|line| eprintln!("bench: {line}"))?;
         return show(&report, report.to_json(), &args);
