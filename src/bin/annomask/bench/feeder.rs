@@ -210,13 +210,6 @@ pub fn run(config: &FeederBenchConfig, log: &dyn Fn(&str)) -> Result<FeederRepor
         }
         cellmap.round(round == 0, &mut notes)?;
     }
-    if !cellmap.section.annomask_raw {
-        notes.push(
-            "the annomask CellMap rows read targets + mask only, no raw (the feeder's raw \
-             reading is not in this build): compare them with cellmap-data's targets-only row"
-                .into(),
-        );
-    }
     Ok(FeederReport {
         config: format!(
             "{roi}^3 ROIs of a {size}^3 uint64 zarr crop (v3, blosc-lz4, 64^3 chunks), {} channels, \

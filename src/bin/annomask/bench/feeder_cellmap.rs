@@ -20,6 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use annomask::Coordinate;
 use annomask::cellmap::synth::{ChallengeDataset, write_challenge_dataset};
 use annomask::engine::Engine;
 use annomask::error::Result;
@@ -27,6 +28,8 @@ use annomask::feeder::{Feeder, FeederConfig};
 use annomask::groupings::ClassGroupings;
 use annomask::mask::MissingAnnotationsMask;
 use annomask::options::MaskOptions;
+use annomask::raw::RawVolume;
+use annomask::remote::StoreOptions;
 use serde_json::{Value, json};
 
 use super::compute::{TimedRow, run_script, storage};
@@ -64,6 +67,9 @@ pub struct CellmapBench {
     dataset: ChallengeDataset,
     cached: Arc<MissingAnnotationsMask>,
     uncached: Arc<MissingAnnotationsMask>,
+    /// The raw, opened once per row (the uncached row's never caches chunks).
+    raw_cached: Arc<RawVolume>,
+    raw_uncached: Arc<RawVolume>,
     config: FeederConfig,
     commands: Option<(Command, Command)>,
     roi_voxels: u64,
@@ -74,26 +80,23 @@ pub struct CellmapBench {
 /// Per-class sums of the targets and the mask of a batch's first ROI.
 type FirstSums = (Vec<u64>, Vec<u64>);
 
-/// The feeder of one row. RAW: when `annomask::raw` lands, open the raw once in
-/// `CellmapBench::new` (`let raw = Arc::new(annomask::raw::RawVolume::open(
-/// &dataset.raw.to_string_lossy(), &annomask::Coordinate::new(dataset.voxel_size.clone()),
-/// &annomask::remote::StoreOptions::default())?)`, kept in the struct), pass it here and
-/// return `Feeder::with_raw(vec![mask.clone()], vec![raw.clone()], config.clone())`; in
-/// `time_feeder` touch `batch.raw` (`expect`: it must be `Some`), and set
-/// `section.annomask_raw = true`. The ROI needs no context (cellmap-data's input and target
-/// arrays have the same shape here), so `FeederConfig::context` stays unset.
-fn crop_feeder(mask: &Arc<MissingAnnotationsMask>, config: &FeederConfig) -> Result<Feeder> {
-    // RAW: Feeder::with_raw(vec![mask.clone()], vec![raw.clone()], config.clone())
-    Feeder::new(vec![mask.clone()], config.clone())
+/// The feeder of one row: targets, mask and the raw at each ROI (cellmap-data's input and
+/// target arrays have the same shape here, so no context).
+fn crop_feeder(
+    mask: &Arc<MissingAnnotationsMask>,
+    raw: &Arc<RawVolume>,
+    config: &FeederConfig,
+) -> Result<Feeder> {
+    Feeder::with_raw(vec![mask.clone()], vec![raw.clone()], config.clone())
 }
 
-/// Times one pass of a feeder; the first ROI's per-channel sums.
+/// Runs a feeder to its end: seconds, and the first ROI's per-channel sums.
 fn time_feeder(feeder: Feeder) -> Result<(f64, Option<FirstSums>)> {
     let t = Instant::now();
     let mut first = None;
     for batch in feeder {
         let batch = batch?;
-        // RAW: let raw = batch.raw.as_ref().expect("with_raw gives raw"); std::hint::black_box(raw);
+        std::hint::black_box(batch.raw.as_ref().expect("with_raw gives raw"));
         if first.is_none() {
             first = Some((
                 super::feeder::channel_sums(&batch.targets, 0),
@@ -182,12 +185,22 @@ impl CellmapBench {
                 .as_ref()
                 .map(|_| TimedRow::new("cellmap-data loader, targets only")),
             versions: None,
-            annomask_raw: false,
+            annomask_raw: true,
         };
+        let open_raw = || -> Result<Arc<RawVolume>> {
+            Ok(Arc::new(RawVolume::open(
+                &dataset.raw.to_string_lossy(),
+                &Coordinate::new(dataset.voxel_size.clone()),
+                StoreOptions::default(),
+            )?))
+        };
+        let (raw_cached, raw_uncached) = (open_raw()?, open_raw()?);
         Ok(Self {
             dataset,
             cached,
             uncached,
+            raw_cached,
+            raw_uncached,
             config,
             commands,
             roi_voxels: (roi as u64).pow(3),
@@ -197,10 +210,12 @@ impl CellmapBench {
 
     /// One interleaved round of every row; checks go to `notes` in the first round.
     pub fn round(&mut self, first_round: bool, notes: &mut Vec<String>) -> Result<()> {
-        let (seconds, first) = time_feeder(crop_feeder(&self.cached, &self.config)?)?;
+        let (seconds, first) =
+            time_feeder(crop_feeder(&self.cached, &self.raw_cached, &self.config)?)?;
         self.section.annomask.push(seconds);
         let no_cache = self.config.clone().chunk_cache(0);
-        let (seconds, _) = time_feeder(crop_feeder(&self.uncached, &no_cache)?)?;
+        let (seconds, _) =
+            time_feeder(crop_feeder(&self.uncached, &self.raw_uncached, &no_cache)?)?;
         self.section.annomask_no_cache.push(seconds);
         let Some((with_raw, without_raw)) = self.commands.as_mut() else {
             return Ok(());
