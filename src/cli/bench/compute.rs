@@ -48,7 +48,7 @@ use zarrs::storage::{ReadableStorageTraits, WritableStorageTraits};
 use super::cpu_model;
 
 /// The Python pipeline, written next to the crop and run by the reference's Python.
-pub const PYTHON_PIPELINE: &str = include_str!("../../../../scripts/python_pipeline.py");
+pub const PYTHON_PIPELINE: &str = include_str!("../../../scripts/python_pipeline.py");
 
 /// What to measure.
 #[derive(Clone, Debug)]

@@ -27,7 +27,7 @@ use super::compute::{TimedRow, bench_groupings, run_script, storage};
 use super::cpu_model;
 
 /// The Python feeder, written next to the crop and run by the reference's Python.
-pub const PYTHON_FEEDER: &str = include_str!("../../../../scripts/python_feeder.py");
+pub const PYTHON_FEEDER: &str = include_str!("../../../scripts/python_feeder.py");
 
 /// What to measure.
 #[derive(Clone, Debug)]
