@@ -1,6 +1,10 @@
 //! The `annomask` command line: `compute`, `inspect`, `demo`, `bench`, `gpu-info`. Built with
 //! the `cli` feature; `gpu-info` also needs the `gpu` feature (without it, `--engine gpu` fails
 //! and `auto` is the CPU).
+//!
+//! [`main`] is the whole command: the `annomask` binary (`src/bin/annomask/main.rs`) calls it
+//! with its arguments, and so does the Python package's `annomask` console script (through
+//! `annomask._annomask.cli_main`), so both are the same program.
 
 /// `println!` that ignores a closed stdout (`annomask inspect ... | head` must not panic).
 macro_rules! say {
@@ -27,7 +31,8 @@ mod gpu_info;
 mod inspect;
 mod progress;
 
-use std::process::ExitCode;
+use std::ffi::OsString;
+use std::io::Write as _;
 
 use clap::{Parser, Subcommand};
 
@@ -60,12 +65,12 @@ enum Command {
 
 /// What a subcommand fails with: a library error, or an option that does not fit the input.
 #[derive(Debug)]
-pub enum CliError {
-    Lib(annomask::Error),
+pub(crate) enum CliError {
+    Lib(crate::Error),
     Usage(String),
 }
 
-impl<E: Into<annomask::Error>> From<E> for CliError {
+impl<E: Into<crate::Error>> From<E> for CliError {
     fn from(e: E) -> Self {
         CliError::Lib(e.into())
     }
@@ -80,21 +85,44 @@ impl std::fmt::Display for CliError {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Compute(args) => compute::run(args),
-        Command::Inspect(args) => inspect::run(args),
-        Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
-        #[cfg(feature = "gpu")]
-        Command::GpuInfo(args) => gpu_info::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+/// Runs the `annomask` command line on `args` (the program name first, as in
+/// [`std::env::args_os`]) and returns the process exit status: 0 on success (and for `--help`
+/// and `--version`), 1 when the command fails (after an `error: ...` line on stderr), 2 for a
+/// usage error (clap's message on stderr). Output goes to stdout and progress to stderr, as the
+/// binary's; unlike clap's `parse`, nothing here calls `std::process::exit`, so a caller hosting
+/// it (the Python console script) ends the process itself.
+pub fn main<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let code = match Cli::try_parse_from(args) {
+        // What clap's `Error::exit` does, less the exit: the message (help and version on
+        // stdout, errors on stderr; a broken pipe swallowed), then the status.
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            let _ = e.print();
+            e.exit_code()
         }
-    }
+        Ok(cli) => {
+            let result = match cli.command {
+                Command::Compute(args) => compute::run(args),
+                Command::Inspect(args) => inspect::run(args),
+                Command::Demo(args) => demo::run(args),
+                Command::Bench(args) => bench::run(args),
+                #[cfg(feature = "gpu")]
+                Command::GpuInfo(args) => gpu_info::run(args),
+            };
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+    };
+    // A binary's stdout is flushed when its `main` returns; a library's is not (the Python
+    // interpreter exits without Rust's runtime clean-up), so flush it here.
+    let _ = std::io::stdout().flush();
+    code
 }
