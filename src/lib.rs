@@ -42,6 +42,8 @@ pub mod bounded_codecs;
 pub mod budget;
 pub mod cellmap;
 mod chunk_reader;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod cpu;
 pub mod engine;
 pub mod error;

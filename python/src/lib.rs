@@ -680,6 +680,14 @@ fn demo_class_groupings() -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// The `annomask` command line (`annomask::cli::main`), run on `argv` (the program name
+/// first) with the GIL released; returns the exit status. The console script `annomask` and
+/// `python -m annomask` (`annomask/__main__.py`) call it.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
+    py.detach(move || annomask::cli::main(argv))
+}
+
 #[pymodule]
 fn _annomask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -692,5 +700,6 @@ fn _annomask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_demo_crop_group, m)?)?;
     m.add_function(wrap_pyfunction!(demo_groupings, m)?)?;
     m.add_function(wrap_pyfunction!(demo_class_groupings, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     Ok(())
 }

@@ -13,13 +13,13 @@ mod feeder_cellmap;
 
 use std::path::{Path, PathBuf};
 
-use annomask::{EngineChoice, LabelDtype, MaskPolicy};
+use crate::{EngineChoice, LabelDtype, MaskPolicy};
 use clap::Args;
 
 use self::compute::ComputeBenchConfig;
 use self::engines::BenchConfig;
 use self::feeder::FeederBenchConfig;
-use crate::CliError;
+use crate::cli::CliError;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {

@@ -18,13 +18,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use annomask::engine::Engine;
-use annomask::error::Result;
-use annomask::feeder::{Feeder, FeederConfig, RoiSampler};
-use annomask::mask::MissingAnnotationsMask;
-use annomask::options::{EngineChoice, MaskOptions};
-use annomask::synth;
-use annomask::volume::ZarrFormat;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::feeder::{Feeder, FeederConfig, RoiSampler};
+use crate::mask::MissingAnnotationsMask;
+use crate::options::{EngineChoice, MaskOptions};
+use crate::synth;
+use crate::volume::ZarrFormat;
 use serde_json::{Value, json};
 
 use super::compute::{TimedRow, bench_groupings, run_script, storage};
@@ -32,7 +32,7 @@ use super::cpu_model;
 use super::feeder_cellmap::{CellmapBench, CellmapSection};
 
 /// The Python feeder, written next to the crop and run by the reference's Python.
-pub const PYTHON_FEEDER: &str = include_str!("../../../../scripts/python_feeder.py");
+pub const PYTHON_FEEDER: &str = include_str!("../../../scripts/python_feeder.py");
 
 /// What to measure.
 #[derive(Clone, Debug)]

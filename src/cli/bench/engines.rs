@@ -4,7 +4,7 @@
 //! released code and the best vectorised numpy). `annomask bench` without `--pipeline` or
 //! `--feeder`, documented in the README.
 //!
-//! The inputs are [`annomask::synth::bench_inputs`], those of `reference_mask.py bench`: labels
+//! The inputs are [`crate::synth::bench_inputs`], those of `reference_mask.py bench`: labels
 //! uniform in `0..40`, channel `c` groups ids `3c+1, 3c+2, 3c+3`, ids 4 and 11 are missing.
 
 use std::fmt;
@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use annomask::engine::{Engine, Outputs};
-use annomask::error::Result;
-use annomask::label::LabelDtype;
-use annomask::labels::plan::MaskPlan;
-use annomask::options::{EngineChoice, MaskOptions, MaskPolicy};
-use annomask::synth::{bench_inputs, parallel_copy};
+use crate::engine::{Engine, Outputs};
+use crate::error::Result;
+use crate::label::LabelDtype;
+use crate::labels::plan::MaskPlan;
+use crate::options::{EngineChoice, MaskOptions, MaskPolicy};
+use crate::synth::{bench_inputs, parallel_copy};
 use serde_json::{Value, json};
 
 use super::cpu_model;
@@ -109,7 +109,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut machine = format!("{}, {} threads", cpu_model(), rayon::current_num_threads());
 
     let mask_bytes = (n * config.channels) as u64;
-    let packed_bytes = (annomask::bits::packed_len(n) * config.channels) as u64;
+    let packed_bytes = (crate::bits::packed_len(n) * config.channels) as u64;
 
     // memcpy of the same bytes: half of (labels + mask) copied = that many bytes read + written.
     let half = ((label_bytes + mask_bytes) / 2) as usize;
@@ -176,8 +176,8 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         ));
         // The GPU's own rows: its kernel alone, and its transfers alone.
         #[cfg(feature = "gpu")]
-        if let annomask::engine::Backend::Gpu(gpu) = engine.backend() {
-            use annomask::bits::MaskLayout;
+        if let crate::engine::Backend::Gpu(gpu) = engine.backend() {
+            use crate::bits::MaskLayout;
             machine.push_str(&format!("; GPU {}", gpu.context().describe()));
             for (layout, label, bytes) in [
                 (MaskLayout::Bytes, "gpu kernel", mask_bytes),

@@ -3,17 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use annomask::batch::{self, OutputTemplate};
-use annomask::blocks::Shard;
-use annomask::output::{MaskOutput, OutputOptions};
-use annomask::pipeline::{self, RunOptions, Summary};
-use annomask::zarr_array::Compression;
-use annomask::{ChannelGroupings, Engine, EngineChoice, MissingAnnotationsMask, Roi, ZarrFormat};
+use crate::batch::{self, OutputTemplate};
+use crate::blocks::Shard;
+use crate::output::{MaskOutput, OutputOptions};
+use crate::pipeline::{self, RunOptions, Summary};
+use crate::zarr_array::Compression;
+use crate::{ChannelGroupings, Engine, EngineChoice, MissingAnnotationsMask, Roi, ZarrFormat};
 use clap::Args;
 
-use crate::CliError;
-use crate::args::{CropArgs, MaskArgs, StoreArgs, check_source};
-use crate::progress::{Reporter, duration, voxel_rate};
+use crate::cli::CliError;
+use crate::cli::args::{CropArgs, MaskArgs, StoreArgs, check_source};
+use crate::cli::progress::{Reporter, duration, voxel_rate};
 
 #[derive(Args, Debug)]
 pub struct ComputeArgs {
@@ -83,8 +83,8 @@ pub struct ComputeArgs {
     /// The memory a run may hold at once (labels and masks of the blocks in flight), e.g.
     /// 16GiB; output chunks whose blocks do not fit are refused, compressed label chunks
     /// larger than a quarter of it too. [default: 8GiB, or ANNOMASK_MEMORY_BUDGET]
-    #[arg(long, value_name = "BYTES", default_value_t = annomask::budget::MemoryBudget::default())]
-    memory_budget: annomask::budget::MemoryBudget,
+    #[arg(long, value_name = "BYTES", default_value_t = crate::budget::MemoryBudget::default())]
+    memory_budget: crate::budget::MemoryBudget,
     /// No progress and no summary; errors only.
     #[arg(long, short)]
     quiet: bool,
@@ -98,7 +98,7 @@ pub const REMOTE_WRITERS: usize = 8;
 
 pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     if let Some(n) = args.threads {
-        crate::args::start_threads(n)?;
+        crate::cli::args::start_threads(n)?;
     }
     let groupings = ChannelGroupings::from_file(&args.groupings)?;
     let store = args.store.options();
@@ -152,7 +152,7 @@ pub fn run(args: ComputeArgs) -> Result<(), CliError> {
     }
     // Object stores answer each request after tens of milliseconds: more readers (writers)
     // keep more requests in flight; the memory check above them counts every one.
-    let is_url = |p: &PathBuf| annomask::remote::is_url(&p.to_string_lossy());
+    let is_url = |p: &PathBuf| crate::remote::is_url(&p.to_string_lossy());
     let local = RunOptions::default();
     let run_options = RunOptions {
         shard: args.shard,
@@ -207,7 +207,7 @@ pub fn compute_one(
     options: &RunOptions,
     label: &str,
     quiet: bool,
-) -> Result<Summary, annomask::Error> {
+) -> Result<Summary, crate::Error> {
     let reporter = Reporter::new(quiet, label);
     let summary = pipeline::run(mask, output, options, &|p| reporter.update(p));
     reporter.finish();
@@ -251,7 +251,7 @@ pub fn print_summary(mask: &MissingAnnotationsMask, summary: &Summary, partial: 
         say!("trained voxels per channel{note}:");
         say_raw!(
             "{}",
-            annomask::report::channel_table_counts(mask, &summary.trained, summary.voxels)
+            crate::report::channel_table_counts(mask, &summary.trained, summary.voxels)
         );
     }
 }

@@ -20,22 +20,22 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use annomask::Coordinate;
-use annomask::cellmap::synth::{ChallengeDataset, write_challenge_dataset};
-use annomask::engine::Engine;
-use annomask::error::Result;
-use annomask::feeder::{Feeder, FeederConfig};
-use annomask::groupings::ClassGroupings;
-use annomask::mask::MissingAnnotationsMask;
-use annomask::options::MaskOptions;
-use annomask::raw::RawVolume;
-use annomask::remote::StoreOptions;
+use crate::Coordinate;
+use crate::cellmap::synth::{ChallengeDataset, write_challenge_dataset};
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::feeder::{Feeder, FeederConfig};
+use crate::groupings::ClassGroupings;
+use crate::mask::MissingAnnotationsMask;
+use crate::options::MaskOptions;
+use crate::raw::RawVolume;
+use crate::remote::StoreOptions;
 use serde_json::{Value, json};
 
 use super::compute::{TimedRow, run_script, storage};
 
 /// The cellmap-data loader, written next to the dataset and run by the given Python.
-pub const CELLMAP_FEEDER: &str = include_str!("../../../../scripts/cellmap_data_feeder.py");
+pub const CELLMAP_FEEDER: &str = include_str!("../../../scripts/cellmap_data_feeder.py");
 
 /// The channels: each class of the demo crop alone, and `er_lum`, which it does not annotate.
 pub const CLASSES: [&str; 5] = ["mito_mem", "mito_lum", "mito", "er_mem", "er_lum"];

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use annomask::ChannelGroupings;
+use crate::ChannelGroupings;
 use clap::Args;
 
-use crate::CliError;
-use crate::args::{CropArgs, MaskArgs, StoreArgs, check_source};
+use crate::cli::CliError;
+use crate::cli::args::{CropArgs, MaskArgs, StoreArgs, check_source};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {

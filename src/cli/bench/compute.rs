@@ -28,17 +28,17 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use annomask::engine::Engine;
-use annomask::error::{Error, Result, StorageError};
-use annomask::groupings::Groupings;
-use annomask::mask::MissingAnnotationsMask;
-use annomask::options::{EngineChoice, MaskOptions};
-use annomask::output::{MaskOutput, OutputOptions};
-use annomask::pipeline::{self, RunOptions};
-use annomask::store::filesystem_output;
-use annomask::synth;
-use annomask::volume::ZarrFormat;
-use annomask::zarr_array::ArraySpec;
+use crate::engine::Engine;
+use crate::error::{Error, Result, StorageError};
+use crate::groupings::Groupings;
+use crate::mask::MissingAnnotationsMask;
+use crate::options::{EngineChoice, MaskOptions};
+use crate::output::{MaskOutput, OutputOptions};
+use crate::pipeline::{self, RunOptions};
+use crate::store::filesystem_output;
+use crate::synth;
+use crate::volume::ZarrFormat;
+use crate::zarr_array::ArraySpec;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use zarrs::array::{Array, ArrayMetadataOptions, ArraySubset, CodecOptions};
@@ -48,7 +48,7 @@ use zarrs::storage::{ReadableStorageTraits, WritableStorageTraits};
 use super::cpu_model;
 
 /// The Python pipeline, written next to the crop and run by the reference's Python.
-pub const PYTHON_PIPELINE: &str = include_str!("../../../../scripts/python_pipeline.py");
+pub const PYTHON_PIPELINE: &str = include_str!("../../../scripts/python_pipeline.py");
 
 /// What to measure.
 #[derive(Clone, Debug)]

@@ -3,17 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use annomask::cellmap::{self, CropReport};
-use annomask::output::{MaskOutput, OutputOptions};
-use annomask::pipeline::RunOptions;
-use annomask::{
+use crate::cellmap::{self, CropReport};
+use crate::output::{MaskOutput, OutputOptions};
+use crate::pipeline::RunOptions;
+use crate::{
     CropGroup, CropOptions, EngineChoice, MaskOptions, MissingAnnotationsMask, ZarrFormat, synth,
 };
 use clap::Args;
 
-use crate::CliError;
-use crate::args::StoreArgs;
-use crate::compute::{compute_one, print_summary};
+use crate::cli::CliError;
+use crate::cli::args::StoreArgs;
+use crate::cli::compute::{compute_one, print_summary};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -42,16 +42,16 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let temp;
     let url = match &args.out {
-        Some(out) => annomask::remote::StoreUrl::parse(out)?,
+        Some(out) => crate::remote::StoreUrl::parse(out)?,
         None => None,
     };
     let dir = match &args.out {
-        Some(d) if url.is_none() => annomask::store::local_path(d),
+        Some(d) if url.is_none() => crate::store::local_path(d),
         _ => {
-            temp = tempfile::tempdir().map_err(|e| annomask::StorageError::Write {
+            temp = tempfile::tempdir().map_err(|e| crate::StorageError::Write {
                 path: std::env::temp_dir().display().to_string(),
                 what: "a temporary directory".into(),
-                message: annomask::error::Cause::error(e),
+                message: crate::error::Cause::error(e),
             })?;
             temp.path().to_path_buf()
         }
@@ -75,7 +75,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .unwrap_or_default();
         let target = url.join(&first);
-        let files = annomask::remote::upload(&dir.join(&first), &target, options.store)?;
+        let files = crate::remote::upload(&dir.join(&first), &target, options.store)?;
         say!("uploaded {files} files to {target}");
         Ok(PathBuf::from(url.join(&name.to_string_lossy()).as_str()))
     };

@@ -2,13 +2,13 @@
 //! limits), what `--engine auto` picks and why, and `auto`'s trial block timed on the selected
 //! adapter (also a software one), as text or JSON.
 
-use annomask::engine::{TRIAL_CHANNELS, TRIAL_DTYPE, TRIAL_EDGE, Trial};
-use annomask::gpu::{GpuContext, GpuEngine};
-use annomask::{Engine, EngineChoice, LabelDtype};
+use crate::engine::{TRIAL_CHANNELS, TRIAL_DTYPE, TRIAL_EDGE, Trial};
+use crate::gpu::{GpuContext, GpuEngine};
+use crate::{Engine, EngineChoice, LabelDtype};
 use clap::Args;
 use serde_json::{Map, Value, json};
 
-use crate::CliError;
+use crate::cli::CliError;
 
 #[derive(Args, Debug)]
 pub struct GpuInfoArgs {
@@ -27,7 +27,7 @@ const VARIABLES: [&str; 6] = [
     "VK_DRIVER_FILES",
     "VK_ICD_FILENAMES",
     "VK_ADD_DRIVER_FILES",
-    annomask::gpu::context::FAIL_AFTER_VARIABLE,
+    crate::gpu::context::FAIL_AFTER_VARIABLE,
 ];
 
 fn adapter_json(info: &wgpu::AdapterInfo) -> Value {
@@ -133,7 +133,7 @@ pub fn run(args: GpuInfoArgs) -> Result<(), CliError> {
     let report = json!({
         "annomask": env!("CARGO_PKG_VERSION"),
         "cpu": {
-            "model": crate::bench::cpu_model(),
+            "model": crate::cli::bench::cpu_model(),
             "threads": rayon::current_num_threads(),
         },
         "environment": environment,

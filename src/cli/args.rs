@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use annomask::cellmap::CropOptions;
-use annomask::node::Node;
-use annomask::remote::StoreOptions;
-use annomask::source::{SourceFormat, SourceOption};
-use annomask::{MaskOptions, MaskPolicy, SparsePolicy};
+use crate::cellmap::CropOptions;
+use crate::node::Node;
+use crate::remote::StoreOptions;
+use crate::source::{SourceFormat, SourceOption};
+use crate::{MaskOptions, MaskPolicy, SparsePolicy};
 use clap::Args;
 
-use crate::CliError;
+use crate::cli::CliError;
 
 /// How object-store URLs (`s3://`, `gs://`, `https://`) are opened; credentials and endpoints
 /// come from the environment (docs/remote.md).
@@ -98,7 +98,7 @@ impl CropArgs {
     }
 }
 
-/// The node at `path` and its format ([`annomask::formats::detect`], the one detection of a
+/// The node at `path` and its format ([`crate::formats::detect`], the one detection of a
 /// run), after checking that it can be opened as one (e.g. a zarr group that is no source
 /// fails here, naming why) and that no option was given that its format refuses: a
 /// label-array option for a crop group, or `--scale` for a label array.
@@ -108,8 +108,8 @@ pub fn check_source(
     crop: &CropArgs,
     store: StoreOptions,
 ) -> Result<(Node, &'static dyn SourceFormat), CliError> {
-    let node = Node::open(&path.to_string_lossy(), store).map_err(annomask::Error::from)?;
-    let format = annomask::formats::detect(&node);
+    let node = Node::open(&path.to_string_lossy(), store).map_err(crate::Error::from)?;
+    let format = crate::formats::detect(&node);
     format.check(&node)?;
     let given = mask
         .given()
@@ -122,7 +122,7 @@ pub fn check_source(
         );
     for (option, flag, value) in given {
         if let Some(why) = format.refuses(option, &value) {
-            let accepted: Vec<&str> = annomask::formats::FORMATS
+            let accepted: Vec<&str> = crate::formats::FORMATS
                 .iter()
                 .filter(|f| f.refuses(option, &value).is_none())
                 .map(|f| f.name())
