@@ -68,7 +68,12 @@ pub(crate) struct Job {
     /// `mask` then computes).
     computing: OnceLock<Arc<MissingAnnotationsMask>>,
     /// To open the source again with the chosen engine.
-    reopen: (PathBuf, annomask::ChannelGroupings, MaskOptions, CropOptions),
+    reopen: (
+        PathBuf,
+        annomask::ChannelGroupings,
+        MaskOptions,
+        CropOptions,
+    ),
     budget: MemoryBudget,
 }
 
