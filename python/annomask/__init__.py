@@ -339,6 +339,21 @@ class MissingAnnotationsMask(_PerProcess):
         arrays = self._inner.get_with_targets(list(roi.offset), list(roi.shape))
         return _with_dtype(arrays, dtype)
 
+    def compute_labels(self, labels, *, targets=False, dtype=np.uint8):
+        """The mask of a block of source data already in memory, with this mask's plan and
+        engine: what ``mask[roi]`` returns where ``labels`` is the source at ``roi``.
+
+        ``labels``: a numpy array of the label array's dtype (e.g. a chunk of
+        ``dask.array.from_zarr(labels)``), or for a crop group a dict class name -> array (every
+        class the plan reads, each of the class array's dtype). Returns ``uint8``
+        ``(channels, *labels.shape)``; with ``targets=True`` the pair ``(mask, targets)`` of one
+        pass. ``dtype``: ``numpy.uint8`` or ``bool``.
+        """
+        m, t = _annomask.compute_labels(self._inner, labels)
+        if targets:
+            return _with_dtype((m, t), dtype)
+        return _with_dtype((m,), dtype)[0]
+
     def __repr__(self):
         return (
             f"<annomask.MissingAnnotationsMask {self.name!r}: channels {self.channels}, "

@@ -33,6 +33,9 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueEr
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+/// Blockwise jobs for Dask and daisy (`Job`), and masks of label blocks in memory.
+mod jobs;
+
 /// The Python exception for an annomask error, with its message.
 fn py_err(error: Error) -> PyErr {
     let message = error.to_string();
@@ -701,5 +704,8 @@ fn _annomask(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(demo_groupings, m)?)?;
     m.add_function(wrap_pyfunction!(demo_class_groupings, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_class::<jobs::Job>()?;
+    m.add_function(wrap_pyfunction!(jobs::compute_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(jobs::chunk_shape, m)?)?;
     Ok(())
 }
