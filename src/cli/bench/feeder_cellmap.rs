@@ -90,19 +90,23 @@ fn crop_feeder(
     Feeder::with_raw(vec![mask.clone()], vec![raw.clone()], config.clone())
 }
 
-/// Runs a feeder to its end: seconds, and the first ROI's per-channel sums.
-fn time_feeder(feeder: Feeder) -> Result<(f64, Option<FirstSums>)> {
+/// Runs a feeder to its end: the seconds after its first batch (a warm-up, not timed, as
+/// cellmap-data's script does), and the first ROI's per-channel sums.
+fn time_feeder(mut feeder: Feeder) -> Result<(f64, Option<FirstSums>)> {
+    let first = match feeder.next() {
+        Some(batch) => {
+            let batch = batch?;
+            Some((
+                super::feeder::channel_sums(&batch.targets, 0),
+                super::feeder::channel_sums(&batch.mask, 0),
+            ))
+        }
+        None => None,
+    };
     let t = Instant::now();
-    let mut first = None;
     for batch in feeder {
         let batch = batch?;
         std::hint::black_box(batch.raw.as_ref().expect("with_raw gives raw"));
-        if first.is_none() {
-            first = Some((
-                super::feeder::channel_sums(&batch.targets, 0),
-                super::feeder::channel_sums(&batch.mask, 0),
-            ));
-        }
     }
     Ok((t.elapsed().as_secs_f64(), first))
 }
@@ -139,9 +143,10 @@ impl CellmapBench {
             )?))
         };
         let (cached, uncached) = (open()?, open()?);
+        // One warm-up batch, then the timed ones (cellmap-data's script does the same).
         let config = FeederConfig::new(vec![roi as u64; 3])
             .seed(0)
-            .batches(batches);
+            .batches(batches + 1);
         let commands = match python {
             None => None,
             Some(python) => {
