@@ -474,6 +474,13 @@ pub fn compute_batch(
     let mut labels = config.with_labels.then(Vec::new);
     let mut raw_blocks = Vec::new();
     let mut samples = Vec::with_capacity(draws.len());
+    // In voxels, the same for every sample: the ROI, the raw context per side, the raw ROI.
+    let as_f64 = |v: &[u64]| v.iter().map(|&s| s as f64).collect::<Vec<f64>>();
+    let extent = as_f64(&config.roi_shape);
+    let context: Vec<f64> = (0..roi.len())
+        .map(|a| config.context.get(a).copied().unwrap_or(0) as f64)
+        .collect();
+    let raw_extent = as_f64(&config.raw_shape());
     for (i, draw) in draws.into_iter().enumerate() {
         let source = &crops[draw.crop];
         let (region, at) =
@@ -511,22 +518,11 @@ pub fn compute_batch(
         let geometry = source.volume().geometry();
         let to_world = |v: &[f64]| Coordinate::new(v.to_vec()).mul(&geometry.voxel_size);
         let start: Vec<f64> = draw.start.iter().map(|&s| s as f64).collect();
-        let extent: Vec<f64> = config.roi_shape.iter().map(|&s| s as f64).collect();
         let world = Roi::new(geometry.offset.add(&to_world(&start)), to_world(&extent));
         if let Some(raw) = raws.get(draw.crop) {
-            let context: Vec<f64> = (0..roi.len())
-                .map(|a| config.context.get(a).copied().unwrap_or(0) as f64)
-                .collect();
             let grown = Roi::new(
                 world.offset().sub(&to_world(&context)),
-                Coordinate::new(
-                    config
-                        .raw_shape()
-                        .iter()
-                        .map(|&s| s as f64)
-                        .collect::<Vec<_>>(),
-                )
-                .mul(&geometry.voxel_size),
+                to_world(&raw_extent),
             );
             let block = raw.read_roi(&grown)?;
             raw_blocks.push(match draw.augments() {
