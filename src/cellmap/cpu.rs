@@ -70,7 +70,20 @@ fn scan<T: Label>(
     match rule {
         Positive::Never => positive.resize(values.len(), 0),
         Positive::Equal(p) => positive.extend(values.iter().map(|&v| (v == p) as u8)),
-        Positive::NotIn(codes) => positive.extend(values.iter().map(|v| !codes.contains(v) as u8)),
+        Positive::NotIn(codes) => not_in(values, &codes, positive),
+    }
+}
+
+/// `positive[i] = values[i]` is none of `codes`: branch-free for up to three codes (absent,
+/// unknown and one more cover the instance encodings), so the compiler vectorises it.
+fn not_in<T: Label>(values: &[T], codes: &[T], positive: &mut Vec<u8>) {
+    let out = values.iter();
+    match *codes {
+        [] => positive.resize(values.len(), 1),
+        [a] => positive.extend(out.map(|&v| (v != a) as u8)),
+        [a, b] => positive.extend(out.map(|&v| ((v != a) & (v != b)) as u8)),
+        [a, b, c] => positive.extend(out.map(|&v| ((v != a) & (v != b) & (v != c)) as u8)),
+        _ => positive.extend(out.map(|v| !codes.contains(v) as u8)),
     }
 }
 
@@ -79,10 +92,14 @@ fn scan<T: Label>(
 struct Scratch {
     known: Vec<u8>,
     positive: Vec<u8>,
+    /// Per channel: whether a class has written the block's rows yet.
+    written: Vec<bool>,
 }
 
 /// Computes one block: `masks[c]` / `targets[c]` receive channel `c` of the block whose class
-/// values are `values[k]` (one per plan class).
+/// values are `values[k]` (one per plan class). A channel's first class writes its rows
+/// (`mask = known`, `target = positive`), the next combine (`&=`, `|=`); channels no class
+/// feeds get 1 (0 when zeroed) and targets 0.
 fn block(
     plan: &CropPlan,
     values: &[LabelSlice<'_>],
@@ -90,25 +107,40 @@ fn block(
     mut targets: Option<&mut [&mut [u8]]>,
     scratch: &mut Scratch,
 ) {
-    for (c, m) in masks.iter_mut().enumerate() {
-        m.fill(!plan.zeroed(c) as u8);
-    }
-    if let Some(t) = targets.as_deref_mut() {
-        t.iter_mut().for_each(|t| t.fill(0));
-    }
+    let Scratch {
+        known,
+        positive,
+        written,
+    } = scratch;
+    written.clear();
+    written.resize(masks.len(), false);
     for (class, values) in plan.classes().iter().zip(values) {
-        let Scratch { known, positive } = scratch;
-        let want_positive = targets.is_some().then_some(positive);
+        let want_positive = targets.is_some().then_some(&mut *positive);
         with_labels!(values, LabelSlice, v => scan(class, v, known, want_positive));
         for c in class.channels.iter() {
-            for (m, &k) in masks[c].iter_mut().zip(scratch.known.iter()) {
-                *m &= k;
+            let first = !std::mem::replace(&mut written[c], true);
+            match first {
+                true => masks[c].copy_from_slice(known),
+                false => masks[c]
+                    .iter_mut()
+                    .zip(known.iter())
+                    .for_each(|(m, &k)| *m &= k),
             }
             if let Some(t) = targets.as_deref_mut() {
-                for (t, &p) in t[c].iter_mut().zip(scratch.positive.iter()) {
-                    *t |= p;
+                match first {
+                    true => t[c].copy_from_slice(positive),
+                    false => t[c]
+                        .iter_mut()
+                        .zip(positive.iter())
+                        .for_each(|(t, &p)| *t |= p),
                 }
             }
+        }
+    }
+    for (c, _) in written.iter().enumerate().filter(|(_, w)| !**w) {
+        masks[c].fill(!plan.zeroed(c) as u8);
+        if let Some(t) = targets.as_deref_mut() {
+            t[c].fill(0);
         }
     }
 }
