@@ -92,8 +92,6 @@ fn not_in<T: Label>(values: &[T], codes: &[T], positive: &mut Vec<u8>) {
 struct Scratch {
     known: Vec<u8>,
     positive: Vec<u8>,
-    /// Per channel: whether a class has written the block's rows yet.
-    written: Vec<bool>,
 }
 
 /// Computes one block: `masks[c]` / `targets[c]` receive channel `c` of the block whose class
@@ -107,24 +105,20 @@ fn block(
     mut targets: Option<&mut [&mut [u8]]>,
     scratch: &mut Scratch,
 ) {
-    let Scratch {
-        known,
-        positive,
-        written,
-    } = scratch;
-    written.clear();
-    written.resize(masks.len(), false);
-    for (class, values) in plan.classes().iter().zip(values) {
+    let Scratch { known, positive } = scratch;
+    // Classes come in plan order, so a channel's first class is the lowest in its class set.
+    let first_class = |c: usize| plan.class_set(c).iter().next();
+    for (k, (class, values)) in plan.classes().iter().zip(values).enumerate() {
         let want_positive = targets.is_some().then_some(&mut *positive);
         with_labels!(values, LabelSlice, v => scan(class, v, known, want_positive));
         for c in class.channels.iter() {
-            let first = !std::mem::replace(&mut written[c], true);
+            let first = first_class(c) == Some(k);
             match first {
                 true => masks[c].copy_from_slice(known),
                 false => masks[c]
                     .iter_mut()
                     .zip(known.iter())
-                    .for_each(|(m, &k)| *m &= k),
+                    .for_each(|(m, &x)| *m &= x),
             }
             if let Some(t) = targets.as_deref_mut() {
                 match first {
@@ -137,7 +131,7 @@ fn block(
             }
         }
     }
-    for (c, _) in written.iter().enumerate().filter(|(_, w)| !**w) {
+    for c in (0..masks.len()).filter(|&c| first_class(c).is_none()) {
         masks[c].fill(!plan.zeroed(c) as u8);
         if let Some(t) = targets.as_deref_mut() {
             t[c].fill(0);
